@@ -1,0 +1,1 @@
+"""s2gesture clients: replay, listen, status, robot controller example, live evaluation. Never torch."""

@@ -1,0 +1,1 @@
+"""Backends: interchangeable interpreters of one quantized NIR graph (emulator, spinnaker2)."""

@@ -1,0 +1,268 @@
+"""The model artifact: one ``.nir`` file whose graph metadata carries the model card.
+
+The card is everything the daemon needs besides the graph: class labels, how to map any sensor to the
+model input, the tick ``dt``, the denoise window, the chip-conversion options the weights were made for,
+the quantization record and the training provenance. It is stored as one JSON string under the graph
+metadata key ``s2gesture_card`` (NIR's HDF5 metadata holds flat scalars, not nested maps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelCardError
+
+CARD_KEY = "s2gesture_card"
+CARD_SCHEMA = 1
+
+#: DVS128 Gesture class names in tonic's order (PROTOCOL.md).
+GESTURE_CLASSES: tuple[str, ...] = (
+    "hand clapping",
+    "right hand wave",
+    "left hand wave",
+    "right arm clockwise",
+    "right arm counter-clockwise",
+    "left arm clockwise",
+    "left arm counter-clockwise",
+    "arm roll",
+    "air drums",
+    "air guitar",
+    "other gestures",
+)
+
+MAPPINGS = ("center-crop-scale", "scale")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How events become the model input: ``[T, channels, height, width]`` binary spikes at ``dt_us`` ticks."""
+
+    width: int = 32
+    height: int = 32
+    channels: int = 2
+    #: "center-crop-scale": crop the sensor's centre to the input aspect ratio, then scale down;
+    #: "scale": scale each axis independently (aspect ratio not kept).
+    mapping: str = "center-crop-scale"
+    dt_us: int = 1000
+    #: 4-neighbour denoise window in microseconds; 0 disables denoising.
+    denoise_us: int = 10_000
+    #: sensor the model was trained on, informative (the daemon maps any sensor).
+    trained_sensor_size: tuple[int, int] = (128, 128)
+
+
+@dataclass(frozen=True)
+class ConversionSpec:
+    """py-spinnaker2 ``ConversionConfig`` options the graph's numbers are meant for (SPINNAKER2.md section 4)."""
+
+    dt: float = 1e-4
+    integrator: str = "FORWARD"
+    reset: str = "SUBTRACT"
+    conn_delay: int = 0
+    scale_weights: bool = False
+    weight_scale_percentile: float = 100.0
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything the daemon needs besides the graph to serve a model."""
+
+    name: str
+    classes: tuple[str, ...] = GESTURE_CLASSES
+    input: InputSpec = field(default_factory=InputSpec)
+    conversion: ConversionSpec = field(default_factory=ConversionSpec)
+    #: {"bits": 8, "scheme": "ptq"|"qat"|"none", "percentile": p, "layer_scales": {node: scale}}
+    quantization: Mapping[str, Any] = field(default_factory=dict)
+    #: {"trained_for": "snntorch"|"chip", ...}: neuron semantics the weights were trained in
+    semantics: Mapping[str, Any] = field(default_factory=dict)
+    #: provenance: data, seed, epochs, hyperparameters
+    training: Mapping[str, Any] = field(default_factory=dict)
+    #: measured accuracies and the like
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    schema: int = CARD_SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict."""
+        out = dataclasses.asdict(self)
+        out["classes"] = list(self.classes)
+        out["input"]["trained_sensor_size"] = list(self.input.trained_sensor_size)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "model card") -> ModelCard:
+        """Validate and build a card; every problem is reported at once with the field's path."""
+        problems: list[str] = []
+        if not isinstance(data, Mapping):
+            msg = f"{source}: expected a JSON object, found {type(data).__name__}"
+            raise ModelCardError(msg)
+        schema = data.get("schema", CARD_SCHEMA)
+        if schema != CARD_SCHEMA:
+            msg = f"{source}: field 'schema' is {schema!r}, this s2gesture reads schema {CARD_SCHEMA}"
+            raise ModelCardError(msg)
+        if "name" not in data:
+            problems.append("missing field 'name' (a short model name, e.g. \"psnn-ptq100\")")
+        classes = data.get("classes")
+        if classes is None:
+            problems.append("missing field 'classes' (list of class labels in output-neuron order)")
+        elif not isinstance(classes, list | tuple) or not all(isinstance(c, str) for c in classes):
+            problems.append(f"field 'classes' must be a list of strings, found {classes!r}")
+        sub: dict[str, Any] = {}
+        for key, klass in (("input", InputSpec), ("conversion", ConversionSpec)):
+            raw = data.get(key, {})
+            if not isinstance(raw, Mapping):
+                problems.append(f"field '{key}' must be an object, found {type(raw).__name__}")
+                continue
+            known = {f.name for f in dataclasses.fields(klass)}
+            unknown = sorted(set(raw) - known)
+            if unknown:
+                problems.append(f"field '{key}' has unknown keys {unknown}; known: {sorted(known)}")
+                continue
+            kwargs = dict(raw)
+            if "trained_sensor_size" in kwargs:
+                kwargs["trained_sensor_size"] = tuple(kwargs["trained_sensor_size"])
+            sub[key] = klass(**kwargs)
+        unknown_top = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown_top:
+            problems.append(f"unknown fields {unknown_top}")
+        if "input" in sub:
+            spec: InputSpec = sub["input"]
+            if spec.mapping not in MAPPINGS:
+                problems.append(f"field 'input.mapping' is {spec.mapping!r}; expected one of {list(MAPPINGS)}")
+            if spec.dt_us <= 0:
+                problems.append(f"field 'input.dt_us' must be > 0, found {spec.dt_us}")
+            if spec.channels not in (1, 2):
+                problems.append(f"field 'input.channels' must be 1 or 2, found {spec.channels}")
+        if "conversion" in sub:
+            conv: ConversionSpec = sub["conversion"]
+            if conv.integrator not in ("FORWARD", "EXPONENTIAL"):
+                problems.append(f"field 'conversion.integrator' is {conv.integrator!r}; expected FORWARD or EXPONENTIAL")
+            if conv.reset not in ("SUBTRACT", "ZERO"):
+                problems.append(f"field 'conversion.reset' is {conv.reset!r}; expected SUBTRACT or ZERO")
+        if problems:
+            msg = f"{source} is not usable:\n  - " + "\n  - ".join(problems)
+            raise ModelCardError(msg)
+        return cls(
+            name=str(data["name"]),
+            classes=tuple(classes or ()),
+            input=sub.get("input", InputSpec()),
+            conversion=sub.get("conversion", ConversionSpec()),
+            quantization=dict(data.get("quantization", {})),
+            semantics=dict(data.get("semantics", {})),
+            training=dict(data.get("training", {})),
+            metrics=dict(data.get("metrics", {})),
+        )
+
+
+def graph_hash(graph: Any) -> str:
+    """sha256 (hex, first 16 chars) of the graph's nodes, parameters and edges, card excluded."""
+    import nir  # noqa: F401  (the graph's node classes)
+
+    h = hashlib.sha256()
+    for name in sorted(graph.nodes):
+        node = graph.nodes[name]
+        h.update(name.encode())
+        h.update(type(node).__name__.encode())
+        for fname in sorted(vars(node)):
+            if fname in ("metadata", "input_type", "output_type"):
+                continue
+            value = getattr(node, fname)
+            if isinstance(value, dict) and fname == "nodes":
+                continue
+            arr = np.asarray(value) if not hasattr(value, "nodes") else None
+            if arr is not None and arr.dtype != object:
+                h.update(fname.encode())
+                h.update(str(arr.shape).encode())
+                h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+    for src, dst in sorted(graph.edges):
+        h.update(f"{src}->{dst};".encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Model:
+    """A loaded model artifact: the NIR graph, its card and the graph's content hash."""
+
+    graph: Any  # nir.NIRGraph (typed loosely: nir ships no type stubs)
+    card: ModelCard
+    hash: str
+    path: Path | None = None
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """The ``model`` field of published messages."""
+        return {"name": self.card.name, "hash": self.hash}
+
+
+def attach_card(graph: Any, card: ModelCard) -> Any:
+    """Return the graph with the card in its metadata (the graph object is updated in place and returned)."""
+    graph.metadata = dict(getattr(graph, "metadata", {}) or {})
+    graph.metadata[CARD_KEY] = json.dumps(card.to_dict(), sort_keys=True)
+    return graph
+
+
+def write_model(path: str | Path, graph: Any, card: ModelCard) -> Model:
+    """Write ``graph`` with ``card`` to ``path`` (.nir, HDF5)."""
+    import nir
+
+    path = Path(path)
+    attach_card(graph, card)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nir.write(path, graph)
+    return Model(graph=graph, card=card, hash=graph_hash(graph), path=path)
+
+
+def read_card_override(source: str | Path | Mapping[str, Any]) -> ModelCard:
+    """Read a card from a JSON file or mapping (for graphs made by other tools)."""
+    if isinstance(source, Mapping):
+        return ModelCard.from_dict(source, source="card")
+    p = Path(source)
+    if not p.is_file():
+        msg = f"model card file {p} does not exist; pass a JSON file with at least 'name' and 'classes'"
+        raise ModelCardError(msg)
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        msg = f"model card file {p} is not valid JSON: {exc}"
+        raise ModelCardError(msg) from exc
+    return ModelCard.from_dict(data, source=f"model card file {p}")
+
+
+def read_model(path: str | Path, card: str | Path | Mapping[str, Any] | None = None) -> Model:
+    """Read a ``.nir`` model and its card; ``card`` supplies or replaces the card of graphs from other tools."""
+    import nir
+
+    path = Path(path)
+    if not path.is_file():
+        msg = f"model file {path} does not exist; point 'model.path' at a .nir file (e.g. models/pretrained/*.nir)"
+        raise ModelCardError(msg)
+    try:
+        graph = nir.read(path)
+    except Exception as exc:  # h5py/KeyError/OSError: nir gives no single error type
+        msg = f"model file {path} is not a readable NIR graph: {type(exc).__name__}: {exc}"
+        raise ModelCardError(msg) from exc
+    if card is not None:
+        model_card = read_card_override(card)
+    else:
+        raw = (getattr(graph, "metadata", None) or {}).get(CARD_KEY)
+        if raw is None:
+            msg = (
+                f"model file {path} has no model card (graph metadata key '{CARD_KEY}'); "
+                "export it with `s2gesture export`, or supply one with --card CARD.json"
+            )
+            raise ModelCardError(msg)
+        if isinstance(raw, bytes):
+            raw = raw.decode()
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            msg = f"model file {path}: the card in metadata '{CARD_KEY}' is not valid JSON: {exc}"
+            raise ModelCardError(msg) from exc
+        model_card = ModelCard.from_dict(data, source=f"model card of {path}")
+    return Model(graph=graph, card=model_card, hash=graph_hash(graph), path=path)
