@@ -1,0 +1,418 @@
+"""One preprocessing path for training and serving: denoise, map to the model input, bin into spikes.
+
+Stages, in this order, all in one compiled pass over the events:
+
+1. **Denoise** (tonic's ``Denoise`` rule): each pixel remembers ``t_last + denoise_us`` of its last event;
+   an event is kept when one of its 4 neighbours has a remembered value ``> t`` (strictly). The memory
+   starts at ``denoise_us`` for every pixel, as in tonic, so events with ``t < denoise_us`` (absolute) are
+   always kept. Deliberate difference: the neighbourhood is bounded by the *sensor size*, not by the
+   largest coordinate in the data (tonic); the two agree except for events with ``t < denoise_us`` in the
+   column/row just past the data's maximum. ``denoise_us = 0`` disables the stage.
+2. **Map** the sensor to the model input (registry :data:`MAPPINGS`): ``center-crop-scale`` crops the
+   centre to the input aspect ratio, then scales with integer arithmetic ``x_out = (x - x0) * w // W_crop``
+   (tonic's ``Downsample`` computes ``int(x * factor)`` in floating point, identical for power-of-two
+   factors such as 128 -> 32; ours never suffers float rounding). ``scale`` scales each axis
+   independently; ``center-crop`` only crops.
+3. **Bin** into binary spikes ``uint8 [T, C, H, W]``: tick ``k`` covers ``[t0 + k*dt, t0 + (k+1)*dt)``;
+   channel 0 = OFF (p False), 1 = ON (p True), as tonic's ``ToFrame``; with ``channels=1`` both
+   polarities share one channel. A pixel that fires more than once in a tick is 1 (the chip's input is
+   spikes), where tonic counts.
+
+:func:`preprocess_recording` and :class:`StreamPreprocessor` run the same kernel with the same state, so
+cutting a recording into packets anywhere gives the same ticks. The kernel is compiled by numba with
+``cache=True`` (compiled once per machine, loaded from the cache afterwards).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+from .errors import PreprocessError
+from .events import EVENT_DTYPE, Events, Recording, as_events
+
+Spikes = npt.NDArray[np.uint8]
+INT64_MAX = np.iinfo(np.int64).max
+
+
+# --- mappings: sensor axis -> model axis lookup tables (-1 = cropped away) ---------------------------
+
+
+def _scale_axis(n_in: int, n_out: int, lo: int, n_used: int) -> npt.NDArray[np.int32]:
+    """Lookup table for pixels ``lo .. lo+n_used-1`` scaled onto ``n_out`` by ``(x - lo) * n_out // n_used``."""
+    table = np.full(n_in, -1, dtype=np.int32)
+    xs = np.arange(n_used, dtype=np.int64)
+    table[lo : lo + n_used] = (xs * n_out) // n_used
+    return table
+
+
+def _map_center_crop_scale(sensor: tuple[int, int], out: tuple[int, int]) -> tuple[Any, Any]:
+    (W, H), (w, h) = sensor, out
+    # Crop the larger side so that the used region has the model's aspect ratio w:h.
+    if W * h > H * w:
+        Wc, Hc = (H * w) // h, H
+    else:
+        Wc, Hc = W, (W * h) // w
+    return _scale_axis(W, w, (W - Wc) // 2, Wc), _scale_axis(H, h, (H - Hc) // 2, Hc)
+
+
+def _map_scale(sensor: tuple[int, int], out: tuple[int, int]) -> tuple[Any, Any]:
+    (W, H), (w, h) = sensor, out
+    return _scale_axis(W, w, 0, W), _scale_axis(H, h, 0, H)
+
+
+def _map_center_crop(sensor: tuple[int, int], out: tuple[int, int]) -> tuple[Any, Any]:
+    (W, H), (w, h) = sensor, out
+    if w > W or h > H:
+        msg = f"mapping 'center-crop': input size {out} must fit in the sensor {sensor}; use 'center-crop-scale'"
+        raise PreprocessError(msg)
+    return _scale_axis(W, w, (W - w) // 2, w), _scale_axis(H, h, (H - h) // 2, h)
+
+
+#: name -> function (sensor (W, H), input (w, h)) -> (x lookup table, y lookup table)
+MAPPINGS: dict[str, Callable[[tuple[int, int], tuple[int, int]], tuple[Any, Any]]] = {
+    "center-crop-scale": _map_center_crop_scale,
+    "scale": _map_scale,
+    "center-crop": _map_center_crop,
+}
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Everything preprocessing needs: sizes are ``(width, height)`` in pixels, times in µs."""
+
+    sensor_size: tuple[int, int]
+    input_size: tuple[int, int] = (32, 32)
+    mapping: str = "center-crop-scale"
+    denoise_us: int = 10_000
+    dt_us: int = 1000
+    channels: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("sensor_size", "input_size"):
+            value = getattr(self, name)
+            if len(value) != 2 or any(int(v) != v or v <= 0 for v in value):
+                msg = f"PreprocessSpec.{name}: expected (width, height) positive integers, found {value!r}"
+                raise PreprocessError(msg)
+            object.__setattr__(self, name, (int(value[0]), int(value[1])))
+        if self.mapping not in MAPPINGS:
+            msg = f"PreprocessSpec.mapping: unknown mapping {self.mapping!r}; supported: {', '.join(MAPPINGS)}"
+            raise PreprocessError(msg)
+        if int(self.dt_us) != self.dt_us or self.dt_us <= 0:
+            msg = f"PreprocessSpec.dt_us: expected a positive integer tick in µs (e.g. 1000), found {self.dt_us!r}"
+            raise PreprocessError(msg)
+        if int(self.denoise_us) != self.denoise_us or self.denoise_us < 0:
+            msg = f"PreprocessSpec.denoise_us: expected an integer >= 0 µs (0 disables), found {self.denoise_us!r}"
+            raise PreprocessError(msg)
+        if self.channels not in (1, 2):
+            msg = f"PreprocessSpec.channels: expected 1 (polarities merged) or 2 (OFF, ON), found {self.channels!r}"
+            raise PreprocessError(msg)
+        object.__setattr__(self, "dt_us", int(self.dt_us))
+        object.__setattr__(self, "denoise_us", int(self.denoise_us))
+
+    @classmethod
+    def from_card(cls, input_spec: Any, sensor_size: tuple[int, int]) -> PreprocessSpec:
+        """The spec for a model card's ``InputSpec`` and the sensor that produces the events."""
+        return cls(
+            sensor_size=tuple(sensor_size),  # type: ignore[arg-type]
+            input_size=(int(input_spec.width), int(input_spec.height)),
+            mapping=str(input_spec.mapping),
+            denoise_us=int(input_spec.denoise_us),
+            dt_us=int(input_spec.dt_us),
+            channels=int(input_spec.channels),
+        )
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one tick."""
+        return (self.channels, self.input_size[1], self.input_size[0])
+
+
+@lru_cache(maxsize=64)
+def mapping_tables(spec: PreprocessSpec) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+    """Lookup tables sensor x -> input x and sensor y -> input y (-1 where the pixel is cropped away)."""
+    xmap, ymap = MAPPINGS[spec.mapping](spec.sensor_size, spec.input_size)
+    xmap.flags.writeable = False
+    ymap.flags.writeable = False
+    return xmap, ymap
+
+
+def map_events(events: Events, spec: PreprocessSpec) -> Events:
+    """Events with coordinates mapped to the model input, cropped-away events dropped (a copy)."""
+    events = as_events(events)
+    xmap, ymap = mapping_tables(spec)
+    _check_coordinates(events, spec, 0)
+    x = xmap[events["x"]]
+    y = ymap[events["y"]]
+    keep = (x >= 0) & (y >= 0)
+    out: Events = events[keep].copy()
+    out["x"], out["y"] = x[keep], y[keep]
+    return out
+
+
+# --- the kernel ---------------------------------------------------------------------------------------
+
+_OK, _BAD_XY, _BAD_T = 0, 1, 2
+
+
+@njit(cache=True, nogil=True)
+def _kernel(
+    x: Any,
+    y: Any,
+    p: Any,
+    t: Any,
+    memory: Any,
+    denoise_us: int,
+    t_prev: Any,
+    xmap: Any,
+    ymap: Any,
+    merge_polarity: bool,
+    t0: int,
+    t_stop: int,
+    dt_us: int,
+    k_offset: int,
+    frames: Any,
+) -> tuple[int, int, int]:
+    """Denoise, map and bin events into ``frames`` (tick index minus ``k_offset``); returns (status, index, t_last)."""
+    height, width = memory.shape
+    for i in range(x.shape[0]):
+        xi = np.int64(x[i])
+        yi = np.int64(y[i])
+        ti = np.int64(t[i])
+        if xi < 0 or xi >= width or yi < 0 or yi >= height:
+            return _BAD_XY, i, t_prev
+        if ti < t_prev:
+            return _BAD_T, i, t_prev
+        t_prev = ti
+        if denoise_us > 0:
+            memory[yi, xi] = ti + denoise_us
+            if not (
+                (xi > 0 and memory[yi, xi - 1] > ti)
+                or (xi < width - 1 and memory[yi, xi + 1] > ti)
+                or (yi > 0 and memory[yi - 1, xi] > ti)
+                or (yi < height - 1 and memory[yi + 1, xi] > ti)
+            ):
+                continue
+        if ti < t0 or ti >= t_stop:
+            continue
+        xo = xmap[xi]
+        yo = ymap[yi]
+        if xo < 0 or yo < 0:
+            continue
+        c = 0 if merge_polarity else (1 if p[i] else 0)
+        frames[(ti - t0) // dt_us - k_offset, c, yo, xo] = 1
+    return _OK, -1, t_prev
+
+
+def _check_coordinates(events: Events, spec: PreprocessSpec, offset: int) -> None:
+    W, H = spec.sensor_size
+    bad = np.flatnonzero((events["x"] < 0) | (events["x"] >= W) | (events["y"] < 0) | (events["y"] >= H))
+    if bad.size:
+        i = int(bad[0])
+        msg = (
+            f"event {offset + i}: (x, y) = ({int(events['x'][i])}, {int(events['y'][i])}) is outside the sensor "
+            f"size {spec.sensor_size} of the PreprocessSpec; build the spec with the recording's sensor size"
+        )
+        raise PreprocessError(msg)
+
+
+class _State:
+    """Denoise memory and time order carried between packets."""
+
+    def __init__(self, spec: PreprocessSpec) -> None:
+        W, H = spec.sensor_size
+        # tonic initialises every pixel's memory to filter_time (as if all fired at t = 0): kept for equality.
+        self.memory = np.full((H, W), spec.denoise_us, dtype=np.int64)
+        self.t_prev = np.iinfo(np.int64).min
+        self.n_seen = 0
+
+    def validate(self, spec: PreprocessSpec, events: Events) -> None:
+        """Raise :class:`PreprocessError` naming the first event out of time order or off the sensor."""
+        t = events["t"]
+        if t.shape[0] == 0:
+            return
+        _check_coordinates(events, spec, self.n_seen)
+        prev = np.concatenate(([self.t_prev], t[:-1]))
+        bad = np.flatnonzero(t < prev)
+        if bad.size:
+            i = int(bad[0])
+            msg = (
+                f"event {self.n_seen + i}: t = {int(t[i])} µs is earlier than the previous event's "
+                f"{int(prev[i])} µs; preprocessing needs time-sorted events (sort each recording, and send "
+                "a stream's packets in time order)"
+            )
+            raise PreprocessError(msg)
+
+    def run(
+        self,
+        spec: PreprocessSpec,
+        tables: tuple[Any, Any],
+        events: Events,
+        t0: int,
+        t_stop: int,
+        k_offset: int,
+        frames: Spikes,
+    ) -> None:
+        status, _index, t_prev = _kernel(
+            events["x"],
+            events["y"],
+            events["p"],
+            events["t"],
+            self.memory,
+            spec.denoise_us,
+            self.t_prev,
+            tables[0],
+            tables[1],
+            spec.channels == 1,
+            t0,
+            t_stop,
+            spec.dt_us,
+            k_offset,
+            frames,
+        )
+        if status != _OK:
+            # The kernel stops before the offending event; name it precisely.
+            self.validate(spec, events)
+        self.t_prev = int(t_prev)
+        self.n_seen += int(events.shape[0])
+
+
+def _events_of(events: Events | Recording) -> Events:
+    return events.events if isinstance(events, Recording) else as_events(events)
+
+
+def preprocess_recording(
+    events: Events | Recording,
+    spec: PreprocessSpec,
+    t_start_us: int | None = None,
+    t_stop_us: int | None = None,
+) -> Spikes:
+    """Binary spikes ``uint8 [T, C, H, W]`` of a whole time-sorted recording.
+
+    Ticks start at ``t0 = t_start_us`` (default: the first event's time). Without ``t_stop_us`` the last
+    tick is the one holding the last event; with it, ``T = ceil((t_stop_us - t0) / dt_us)`` and events at
+    ``t >= t_stop_us`` are ignored. Events before ``t0`` still feed the denoiser's memory.
+    """
+    events = _events_of(events)
+    t = events["t"]
+    if t_start_us is None and t.shape[0] == 0:
+        return np.zeros((0, *spec.frame_shape), dtype=np.uint8)
+    t0 = int(t[0]) if t_start_us is None else int(t_start_us)
+    if t_stop_us is None:
+        t_last = int(t[-1]) if t.shape[0] else t0 - 1
+        n_ticks = (t_last - t0) // spec.dt_us + 1 if t_last >= t0 else 0
+        t_stop = INT64_MAX
+    else:
+        t_stop = int(t_stop_us)
+        n_ticks = max(0, -((t0 - t_stop) // spec.dt_us))
+        events = events[: int(np.searchsorted(t, t_stop, side="left"))]
+    frames = np.zeros((n_ticks, *spec.frame_shape), dtype=np.uint8)
+    _State(spec).run(spec, mapping_tables(spec), events, t0, t_stop, 0, frames)
+    return frames
+
+
+class StreamPreprocessor:
+    """Preprocess a packet stream with carried state: ``push`` packets in time order, then ``flush``.
+
+    Concatenating the arrays returned by every :meth:`push` and the final :meth:`flush` equals
+    :func:`preprocess_recording` of all events pushed (with ``t_stop_us`` = the largest ``t_end_us`` given,
+    when that is past the last event).
+    """
+
+    def __init__(self, spec: PreprocessSpec, t_start_us: int | None = None) -> None:
+        self.spec = spec
+        self._tables = mapping_tables(spec)
+        self._state = _State(spec)
+        self._t0: int | None = None if t_start_us is None else int(t_start_us)
+        self._k_next = 0  # index of the first tick not yet emitted
+        self._pending = np.zeros((0, *spec.frame_shape), dtype=np.uint8)  # ticks k_next .. k_next+len-1
+        self._t_end = np.iinfo(np.int64).min  # largest t_end_us promised so far
+        self._t_last = np.iinfo(np.int64).min  # last event time seen
+
+    @property
+    def t_start_us(self) -> int | None:
+        """Start of tick 0 in µs (None until known)."""
+        return self._t0
+
+    @property
+    def t_next_us(self) -> int | None:
+        """Start of the next tick to emit in µs (None until the first event or ``t_start_us``)."""
+        return None if self._t0 is None else self._t0 + self._k_next * self.spec.dt_us
+
+    def _grow(self, n_ticks: int) -> None:
+        if n_ticks > self._pending.shape[0]:
+            grown = np.zeros((n_ticks, *self.spec.frame_shape), dtype=np.uint8)
+            grown[: self._pending.shape[0]] = self._pending
+            self._pending = grown
+
+    def _emit(self, n_ticks: int) -> Spikes:
+        self._grow(n_ticks)
+        out = self._pending[:n_ticks].copy()
+        self._pending = self._pending[n_ticks:]
+        self._k_next += n_ticks
+        return out
+
+    def _ticks_before(self, t0: int, t_us: int) -> int:
+        """Number of unemitted ticks that end at or before ``t_us``."""
+        return max(0, (t_us - t0) // self.spec.dt_us - self._k_next)
+
+    def push(self, events: Events, t_end_us: int | None = None) -> Spikes:
+        """Feed one packet (time-sorted, all ``t < t_end_us``); return the ticks it completed."""
+        events = as_events(events)
+        t = events["t"]
+        if t_end_us is not None:
+            t_end_us = int(t_end_us)
+            if t.shape[0] and int(t[-1]) >= t_end_us:
+                msg = (
+                    f"packet: events must be earlier than its t_end_us = {t_end_us} µs, found t = {int(t[-1])} µs;"
+                    " t_end_us is the exclusive end of the time the packet covers"
+                )
+                raise PreprocessError(msg)
+        if t.shape[0] and int(t[0]) < self._t_end:
+            msg = (
+                f"packet: first event at t = {int(t[0])} µs is earlier than a previous packet's t_end_us = "
+                f"{self._t_end} µs; packets must not overlap in time"
+            )
+            raise PreprocessError(msg)
+        # Validate the whole packet first so that a bad packet leaves the carried state untouched.
+        self._state.validate(self.spec, events)
+        if self._t0 is None and t.shape[0]:
+            self._t0 = int(t[0])
+        if self._t0 is None:
+            if t_end_us is not None:
+                self._t_end = max(self._t_end, t_end_us)
+            return np.zeros((0, *self.spec.frame_shape), dtype=np.uint8)
+        if t.shape[0]:
+            n_needed = (int(t[-1]) - self._t0) // self.spec.dt_us + 1 - self._k_next
+            self._grow(n_needed)
+            self._state.run(self.spec, self._tables, events, self._t0, INT64_MAX, self._k_next, self._pending)
+            self._t_last = max(self._t_last, int(t[-1]))
+        if t_end_us is not None:
+            self._t_end = max(self._t_end, t_end_us)
+        # A tick is complete once no later event can fall in it: events at the last time may still follow.
+        return self._emit(self._ticks_before(self._t0, max(self._t_last, self._t_end)))
+
+    def flush(self) -> Spikes:
+        """Return the remaining ticks, through the one holding the last event or ending at the last ``t_end_us``."""
+        if self._t0 is None:
+            return np.zeros((0, *self.spec.frame_shape), dtype=np.uint8)
+        t_seen = max(self._t_last + 1 if self._t_last > np.iinfo(np.int64).min else self._t0, self._t_end)
+        n_total = max(0, -((self._t0 - t_seen) // self.spec.dt_us))
+        return self._emit(max(0, n_total - self._k_next))
+
+
+__all__ = [
+    "EVENT_DTYPE",
+    "MAPPINGS",
+    "PreprocessSpec",
+    "StreamPreprocessor",
+    "map_events",
+    "mapping_tables",
+    "preprocess_recording",
+]
