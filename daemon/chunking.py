@@ -1,0 +1,158 @@
+"""Chunking: cut a spike tensor into backend runs of at most ``max_ticks`` ticks (plan, then apply).
+
+Pure code shared by the daemon (streaming, :class:`StreamChunker`) and the offline evaluation
+(:func:`plan_chunks` on a whole recording), so both cut a recording into the same windows:
+
+- full windows ``[k*stride, k*stride + window)`` for every ``k`` whose window fits in the recording;
+- one tail window ``[max(0, n - window), n)`` when ticks remain after the last full window (or the
+  recording is shorter than one window), so the end of a gesture is never ignored.
+
+Each window is a fresh backend run (the chip resets state between runs). A window with fewer than
+``min_activity`` input spikes is not sent to the backend (activity gate); it scores as all zeros.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How to cut ticks into windows: ``window`` ticks per run, a new run every ``stride`` ticks."""
+
+    window: int
+    stride: int
+    #: input spikes a window needs before it is run on the backend (0 runs every window)
+    min_activity: int = 1
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            msg = f"ChunkPlan.window must be >= 1 tick, found {self.window}"
+            raise ValueError(msg)
+        if not 1 <= self.stride <= self.window:
+            msg = (
+                f"ChunkPlan.stride must be in [1, window={self.window}] ticks, found {self.stride}; "
+                "a stride longer than the window would skip input"
+            )
+            raise ValueError(msg)
+        if self.min_activity < 0:
+            msg = f"ChunkPlan.min_activity must be >= 0 spikes, found {self.min_activity}"
+            raise ValueError(msg)
+
+    def fitted(self, max_ticks: int) -> ChunkPlan:
+        """This plan with the window (and stride) shrunk to a backend's ``max_ticks``."""
+        if max_ticks < 1:
+            msg = f"backend max_ticks must be >= 1, found {max_ticks}"
+            raise ValueError(msg)
+        window = min(self.window, max_ticks)
+        return ChunkPlan(window=window, stride=min(self.stride, window), min_activity=self.min_activity)
+
+
+def plan_chunks(n_ticks: int, plan: ChunkPlan) -> list[tuple[int, int]]:
+    """``(start, stop)`` tick indices of every window of a recording of ``n_ticks`` ticks."""
+    if n_ticks < 0:
+        msg = f"n_ticks must be >= 0, found {n_ticks}"
+        raise ValueError(msg)
+    chunks = [(s, s + plan.window) for s in range(0, n_ticks - plan.window + 1, plan.stride)]
+    last_stop = chunks[-1][1] if chunks else 0
+    if n_ticks > last_stop:
+        chunks.append((max(0, n_ticks - plan.window), n_ticks))
+    return chunks
+
+
+def chunk_scores(output_spikes: np.ndarray) -> np.ndarray:
+    """Class scores of one run: output spike counts per class, float64 ``[n_classes]``."""
+    out = np.asarray(output_spikes)
+    if out.ndim != 2:
+        msg = f"output_spikes must be [T_out, n_classes], found shape {out.shape}"
+        raise ValueError(msg)
+    return out.sum(axis=0, dtype=np.float64)
+
+
+class _Runs(Protocol):
+    n_outputs: int
+
+    def run(self, spikes: np.ndarray, record: tuple[str, ...] = ...) -> Any: ...
+
+
+def is_active(window: np.ndarray, plan: ChunkPlan) -> bool:
+    """Whether a window has enough input spikes to be worth a backend run."""
+    return plan.min_activity == 0 or int(np.count_nonzero(window)) >= plan.min_activity
+
+
+def score_window(window: np.ndarray, backend: _Runs, plan: ChunkPlan) -> np.ndarray | None:
+    """Scores of one window run on ``backend``, or None when the activity gate skips it."""
+    if not is_active(window, plan):
+        return None
+    result = backend.run(window, record=())
+    return chunk_scores(result.output_spikes)
+
+
+class StreamChunker:
+    """Streaming :func:`plan_chunks`: push ticks as they arrive, get each window as soon as it is complete.
+
+    Memory is bounded: it keeps at most ``2 * window`` ticks, whatever the stream's length.
+    """
+
+    def __init__(self, plan: ChunkPlan, tick_shape: tuple[int, ...]) -> None:
+        self.plan = plan
+        self.tick_shape = tuple(tick_shape)
+        self._buf = np.zeros((2 * plan.window, *self.tick_shape), dtype=np.uint8)
+        self._b0 = 0  # absolute tick index of _buf[0]
+        self._n = 0  # ticks pushed so far
+        self._next_start = 0  # start of the next full window
+        self._last_stop = 0  # stop of the last window handed out
+
+    @property
+    def n_ticks(self) -> int:
+        """Ticks pushed so far."""
+        return self._n
+
+    def push(self, ticks: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+        """Append ticks ``[k, *tick_shape]``; returns the ``(start, stop, window)`` completed by them."""
+        if ticks.shape[1:] != self.tick_shape:
+            msg = f"ticks must have shape [k, {', '.join(map(str, self.tick_shape))}], found {ticks.shape}"
+            raise ValueError(msg)
+        done: list[tuple[int, int, np.ndarray]] = []
+        w = self.plan.window
+        i = 0
+        while i < len(ticks):
+            # write only up to the end of the next window so each completed window is cut exactly there
+            take = min(len(ticks) - i, self._next_start + w - self._n)
+            self._append(ticks[i : i + take])
+            i += take
+            if self._n == self._next_start + w:
+                done.append(self._cut(self._next_start, self._n))
+                self._next_start += self.plan.stride
+        return done
+
+    def finish(self) -> list[tuple[int, int, np.ndarray]]:
+        """The tail window of :func:`plan_chunks` if ticks remain; then the chunker starts over."""
+        done = []
+        if self._n > self._last_stop:
+            done.append(self._cut(max(0, self._n - self.plan.window), self._n))
+        self.reset()
+        return done
+
+    def reset(self) -> None:
+        """Forget every tick (a new segment, or time went backwards)."""
+        self._b0 = self._n = self._next_start = self._last_stop = 0
+
+    def _append(self, ticks: np.ndarray) -> None:
+        w = self.plan.window
+        pos = self._n - self._b0
+        if pos + len(ticks) > len(self._buf):
+            # keep the last `window` ticks (every future window and the tail start at or after them)
+            keep_from = max(self._b0, self._n - w)
+            self._buf[: self._n - keep_from] = self._buf[keep_from - self._b0 : pos]
+            self._b0 = keep_from
+            pos = self._n - self._b0
+        self._buf[pos : pos + len(ticks)] = ticks
+        self._n += len(ticks)
+
+    def _cut(self, start: int, stop: int) -> tuple[int, int, np.ndarray]:
+        self._last_stop = stop
+        return start, stop, self._buf[start - self._b0 : stop - self._b0].copy()

@@ -1,0 +1,383 @@
+"""Wire protocol v1: ZeroMQ multipart ``[topic, body]`` with one msgpack map per body (PROTOCOL.md).
+
+Encoders build what cameras, replay clients and the daemon send; ``decode_input`` is the daemon's gate
+for untrusted input: it checks every field and raises :class:`ProtocolError` whose ``reason`` is the
+drop-counter key (``bad_topic``, ``bad_msgpack``, ``not_a_map``, ``missing_key``, ``bad_type``,
+``unknown_version``, ``bad_stream``, ``stream_mismatch``, ``bad_value``, ``bad_length``, ``out_of_sensor``,
+``bad_polarity``, ``bad_time``, ``time_backwards``, ``oversize``, ``bad_frames``).
+
+Time: the absolute time of an event is ``t_base + t`` microseconds; the optional ``t_end`` is on the same
+axis as ``t`` (absolute ``t_base + t_end``). Decoded packets carry absolute times only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from .errors import ProtocolError
+
+try:
+    from .events import EVENT_DTYPE
+except ImportError:  # the events module lands with the preprocessing; same dtype as docs/contracts.md
+    EVENT_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("p", "?"), ("t", "<i8")])
+
+VERSION = 1
+
+EVENTS_PREFIX = "dvs/v1/events/"
+EOS_PREFIX = "dvs/v1/eos/"
+#: what a daemon's input socket subscribes to: every v1 input topic
+INPUT_PREFIX = "dvs/v1/"
+PRED_PREFIX = "s2g/v1/pred/"
+GESTURE_PREFIX = "s2g/v1/gesture/"
+STATUS_TOPIC = "s2g/v1/status/"
+#: what a consumer subscribes to for every v1 output
+OUTPUT_PREFIX = "s2g/v1/"
+
+STREAM_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_SEGMENT_CHARS = 128
+#: sensor sides above this do not fit the int16 x/y of EVENT_DTYPE
+MAX_SENSOR_SIDE = 32767
+#: absolute times stay far from int64 overflow so t_base + t and window arithmetic cannot wrap
+MAX_TIME_US = 1 << 62
+REASONS = (
+    "bad_frames",
+    "oversize",
+    "bad_topic",
+    "unknown_version",
+    "bad_msgpack",
+    "not_a_map",
+    "missing_key",
+    "bad_type",
+    "bad_value",
+    "bad_stream",
+    "stream_mismatch",
+    "bad_length",
+    "out_of_sensor",
+    "bad_polarity",
+    "bad_time",
+    "time_backwards",
+)
+
+
+@dataclass(frozen=True)
+class WireLimits:
+    """Bounds on one untrusted input message (the socket's ZMQ_MAXMSGSIZE should equal ``max_message_bytes``)."""
+
+    max_message_bytes: int = 16 * 1024 * 1024
+    max_events: int = 1_000_000
+    max_keys: int = 64
+
+
+DEFAULT_LIMITS = WireLimits()
+
+
+@dataclass(frozen=True, eq=False)
+class EventPacket:
+    """A validated event packet; ``events`` is an EVENT_DTYPE array with absolute ``t`` in µs."""
+
+    stream: str
+    seq: int
+    width: int
+    height: int
+    events: np.ndarray
+    #: absolute µs time the packet covers up to (``t_base + t_end``), or None when not sent
+    t_end_us: int | None = None
+    segment: str | None = None
+
+
+@dataclass(frozen=True)
+class EosPacket:
+    """End of a recording or segment: classify what the stream holds and publish a final decision."""
+
+    stream: str
+    seq: int
+    segment: str | None = None
+
+
+# ----------------------------------------------------------------------------------------------- topics
+
+
+def _check_stream(stream: str) -> None:
+    if not isinstance(stream, str) or not STREAM_RE.fullmatch(stream):
+        msg = f"stream id {stream!r} is not valid; expected 1-64 characters of [A-Za-z0-9_.-]"
+        raise ProtocolError("bad_stream", msg)
+
+
+def events_topic(stream: str) -> bytes:
+    """Topic of event packets of ``stream``."""
+    _check_stream(stream)
+    return f"{EVENTS_PREFIX}{stream}/".encode()
+
+
+def eos_topic(stream: str) -> bytes:
+    """Topic of end-of-stream markers of ``stream``."""
+    _check_stream(stream)
+    return f"{EOS_PREFIX}{stream}/".encode()
+
+
+def pred_topic(stream: str) -> bytes:
+    """Topic of per-chunk predictions of ``stream``."""
+    _check_stream(stream)
+    return f"{PRED_PREFIX}{stream}/".encode()
+
+
+def gesture_topic(stream: str) -> bytes:
+    """Topic of gesture decisions of ``stream``."""
+    _check_stream(stream)
+    return f"{GESTURE_PREFIX}{stream}/".encode()
+
+
+def status_topic() -> bytes:
+    """Topic of the daemon's status heartbeat."""
+    return STATUS_TOPIC.encode()
+
+
+# --------------------------------------------------------------------------------------------- encoders
+
+
+def _pack(body: Mapping[str, Any]) -> bytes:
+    return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def encode_events(
+    stream: str,
+    seq: int,
+    width: int,
+    height: int,
+    events: np.ndarray,
+    *,
+    t_base: int = 0,
+    t_end: int | None = None,
+    segment: str | None = None,
+) -> list[bytes]:
+    """Multipart ``[topic, body]`` of one event packet; ``events`` has absolute ``t`` (µs), ``t_end`` is absolute too."""
+    _check_stream(stream)
+    events = np.asarray(events)
+    if events.dtype.names is None or not {"x", "y", "p", "t"} <= set(events.dtype.names):
+        msg = f"events must be a structured array with fields x, y, p, t (EVENT_DTYPE), found dtype {events.dtype}"
+        raise ProtocolError("bad_type", msg)
+    t_rel = events["t"].astype("<i8") - int(t_base)
+    body: dict[str, Any] = {
+        "v": VERSION,
+        "stream": stream,
+        "seq": int(seq),
+        "width": int(width),
+        "height": int(height),
+        "t_base": int(t_base),
+        "n": len(events),
+        "x": events["x"].astype("<u2").tobytes(),
+        "y": events["y"].astype("<u2").tobytes(),
+        "p": events["p"].astype("u1").tobytes(),
+        "t": t_rel.tobytes(),
+    }
+    if t_end is not None:
+        body["t_end"] = int(t_end) - int(t_base)
+    if segment is not None:
+        body["segment"] = segment
+    return [events_topic(stream), _pack(body)]
+
+
+def encode_eos(stream: str, seq: int, segment: str | None = None) -> list[bytes]:
+    """Multipart ``[topic, body]`` of an end-of-stream marker."""
+    body: dict[str, Any] = {"v": VERSION, "stream": stream, "seq": int(seq)}
+    if segment is not None:
+        body["segment"] = segment
+    return [eos_topic(stream), _pack(body)]
+
+
+def encode_output(topic: bytes | str, body: Mapping[str, Any]) -> list[bytes]:
+    """Multipart ``[topic, body]`` of a daemon output message (pred, gesture, status)."""
+    return [topic.encode() if isinstance(topic, str) else bytes(topic), _pack(body)]
+
+
+def decode_output(frames: Sequence[bytes]) -> tuple[str, dict[str, Any]]:
+    """``(topic, body)`` of a daemon output message (trusted peer: no field validation)."""
+    if len(frames) != 2:
+        msg = f"an output message has 2 frames [topic, body], found {len(frames)}"
+        raise ProtocolError("bad_frames", msg)
+    try:
+        topic = bytes(frames[0]).decode("ascii")
+        body = msgpack.unpackb(bytes(frames[1]), raw=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        msg = f"output message is not ascii topic + msgpack body: {type(exc).__name__}: {exc}"
+        raise ProtocolError("bad_msgpack", msg) from exc
+    if not isinstance(body, dict):
+        msg = f"output body must be a msgpack map, found {type(body).__name__}"
+        raise ProtocolError("not_a_map", msg)
+    return topic, body
+
+
+# --------------------------------------------------------------------------------------------- decoding
+
+
+def _require(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    if key not in body:
+        msg = f"packet has no key {key!r} ({what})"
+        raise ProtocolError("missing_key", msg)
+    value = body[key]
+    # bool is an int subclass in Python: a msgpack true is never a valid count or coordinate
+    if isinstance(value, bool) or not isinstance(value, kind):
+        msg = f"key {key!r} must be {what}, found {type(value).__name__}"
+        raise ProtocolError("bad_type", msg)
+    return value
+
+
+def _optional(body: Mapping[str, Any], key: str, kind: type, what: str) -> Any:
+    if body.get(key) is None:
+        return None
+    return _require(body, key, kind, what)
+
+
+def _topic_of(frame: bytes) -> tuple[str, str]:
+    """``(kind, stream)`` of an input topic; kind is "events" or "eos"."""
+    try:
+        topic = frame.decode("ascii")
+    except UnicodeDecodeError as exc:
+        msg = f"topic {frame[:80]!r} is not ASCII"
+        raise ProtocolError("bad_topic", msg) from exc
+    parts = topic.split("/")
+    # "dvs/v1/events/<stream>/" splits into ["dvs", "v1", "events", stream, ""]
+    if len(parts) != 5 or parts[0] != "dvs" or parts[4] != "":
+        msg = f"topic {topic[:80]!r} is not dvs/v1/events/<stream>/ or dvs/v1/eos/<stream>/"
+        raise ProtocolError("bad_topic", msg)
+    if parts[1] != f"v{VERSION}":
+        msg = f"topic {topic[:80]!r} has version {parts[1]!r}; this daemon speaks v{VERSION}"
+        raise ProtocolError("unknown_version", msg)
+    if parts[2] not in ("events", "eos"):
+        msg = f"topic {topic[:80]!r}: kind {parts[2]!r} is not 'events' or 'eos'"
+        raise ProtocolError("bad_topic", msg)
+    if not STREAM_RE.fullmatch(parts[3]):
+        msg = f"topic {topic[:80]!r}: stream id {parts[3][:80]!r} is not 1-64 characters of [A-Za-z0-9_.-]"
+        raise ProtocolError("bad_stream", msg)
+    return parts[2], parts[3]
+
+
+def topic_stream(frame: bytes) -> str | None:
+    """The stream id of an input topic, or None when the topic is not valid (for counting drops per stream)."""
+    try:
+        return _topic_of(bytes(frame))[1]
+    except ProtocolError:
+        return None
+
+
+def decode_input(frames: Sequence[bytes], limits: WireLimits = DEFAULT_LIMITS) -> EventPacket | EosPacket:
+    """Validate and decode one input message; raises ProtocolError(reason, message) on any defect."""
+    if len(frames) != 2:
+        msg = f"an input message has 2 frames [topic, body], found {len(frames)}"
+        raise ProtocolError("bad_frames", msg)
+    topic_frame, body_frame = bytes(frames[0]), frames[1]
+    size = len(topic_frame) + len(body_frame)
+    if size > limits.max_message_bytes:
+        msg = f"message of {size} bytes exceeds the limit of {limits.max_message_bytes} bytes"
+        raise ProtocolError("oversize", msg)
+    kind, topic_stream_id = _topic_of(topic_frame)
+    try:
+        body = msgpack.unpackb(
+            body_frame,
+            raw=False,
+            max_bin_len=limits.max_events * 8,
+            max_str_len=4096,
+            max_array_len=limits.max_keys,
+            max_map_len=limits.max_keys,
+            max_ext_len=0,
+            strict_map_key=True,
+        )
+    except Exception as exc:  # ExtraData, FormatError, StackError, ValueError, UnicodeDecodeError, ...
+        msg = f"body is not one valid msgpack object: {type(exc).__name__}: {str(exc)[:120]}"
+        raise ProtocolError("bad_msgpack", msg) from exc
+    if not isinstance(body, dict):
+        msg = f"body must be a msgpack map, found {type(body).__name__}"
+        raise ProtocolError("not_a_map", msg)
+    v = _require(body, "v", int, "the protocol version, an int")
+    if v != VERSION:
+        msg = f"packet version v={v}; this daemon speaks v{VERSION}"
+        raise ProtocolError("unknown_version", msg)
+    stream = _require(body, "stream", str, "the stream id, a str")
+    if stream != topic_stream_id:
+        msg = f"body stream {stream[:80]!r} differs from the topic's stream {topic_stream_id!r}"
+        raise ProtocolError("stream_mismatch", msg)
+    seq = _require(body, "seq", int, "the packet counter, an int")
+    if not 0 <= seq < 1 << 63:
+        msg = f"seq must be in [0, 2**63), found {seq}"
+        raise ProtocolError("bad_value", msg)
+    segment = _optional(body, "segment", str, "a segment id, a str")
+    if segment is not None and len(segment) > MAX_SEGMENT_CHARS:
+        msg = f"segment id has {len(segment)} characters, the limit is {MAX_SEGMENT_CHARS}"
+        raise ProtocolError("bad_value", msg)
+    if kind == "eos":
+        return EosPacket(stream=stream, seq=seq, segment=segment)
+    return _decode_events(body, stream, seq, segment, limits)
+
+
+def _decode_events(
+    body: Mapping[str, Any], stream: str, seq: int, segment: str | None, limits: WireLimits
+) -> EventPacket:
+    width = _require(body, "width", int, "the sensor width in pixels, an int")
+    height = _require(body, "height", int, "the sensor height in pixels, an int")
+    for key, side in (("width", width), ("height", height)):
+        if not 1 <= side <= MAX_SENSOR_SIDE:
+            msg = f"{key} must be in [1, {MAX_SENSOR_SIDE}], found {side}"
+            raise ProtocolError("bad_value", msg)
+    t_base = _require(body, "t_base", int, "the time base in µs, an int")
+    if not 0 <= t_base < MAX_TIME_US:
+        msg = f"t_base must be in [0, 2**62) µs, found {t_base}"
+        raise ProtocolError("bad_time", msg)
+    n = _require(body, "n", int, "the number of events, an int")
+    if n < 0:
+        msg = f"n must be >= 0, found {n}"
+        raise ProtocolError("bad_value", msg)
+    if n > limits.max_events:
+        msg = f"packet has n={n} events, the limit is {limits.max_events}; send smaller packets"
+        raise ProtocolError("oversize", msg)
+    arrays = {}
+    for key, itemsize in (("x", 2), ("y", 2), ("p", 1), ("t", 8)):
+        raw = _require(body, key, bytes, f"{n} packed values, msgpack bin")
+        if len(raw) != n * itemsize:
+            msg = f"key {key!r} has {len(raw)} bytes; n={n} events need {n * itemsize}"
+            raise ProtocolError("bad_length", msg)
+        arrays[key] = raw
+    x = np.frombuffer(arrays["x"], dtype="<u2")
+    y = np.frombuffer(arrays["y"], dtype="<u2")
+    p = np.frombuffer(arrays["p"], dtype="u1")
+    t = np.frombuffer(arrays["t"], dtype="<i8")
+    t_end_rel = _optional(body, "t_end", int, "the time the packet covers up to in µs, an int")
+    if n:
+        # one reduction per field: numpy's max is far cheaper than a Python-level check per event
+        if int(x.max()) >= width or int(y.max()) >= height:
+            msg = f"event coordinates up to ({int(x.max())}, {int(y.max())}) lie outside the {width}x{height} sensor"
+            raise ProtocolError("out_of_sensor", msg)
+        if int(p.max()) > 1:
+            msg = f"polarity must be 0 or 1, found {int(p.max())}"
+            raise ProtocolError("bad_polarity", msg)
+        if n > 1 and bool(np.any(t[1:] < t[:-1])):
+            msg = "event times go backwards within the packet; t must be non-decreasing"
+            raise ProtocolError("time_backwards", msg)
+        t_first, t_last = t_base + int(t[0]), t_base + int(t[-1])
+        if not (t_first >= 0 and t_last < MAX_TIME_US):
+            msg = f"absolute event times t_base + t must lie in [0, 2**62) µs, found {t_first}..{t_last}"
+            raise ProtocolError("bad_time", msg)
+    t_end_us = None
+    if t_end_rel is not None:
+        t_end_us = t_base + t_end_rel
+        if not 0 <= t_end_us < MAX_TIME_US:
+            msg = f"t_base + t_end must lie in [0, 2**62) µs, found {t_end_us}"
+            raise ProtocolError("bad_time", msg)
+        if n and t_end_us < t_base + int(t[-1]):
+            msg = f"t_end {t_end_us} µs lies before the packet's last event at {t_base + int(t[-1])} µs"
+            raise ProtocolError("time_backwards", msg)
+    events = np.empty(n, dtype=EVENT_DTYPE)
+    events["x"] = x
+    events["y"] = y
+    events["p"] = p
+    events["t"] = t
+    if t_base:
+        events["t"] += t_base
+    return EventPacket(
+        stream=stream, seq=seq, width=width, height=height, events=events, t_end_us=t_end_us, segment=segment
+    )

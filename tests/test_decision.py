@@ -1,0 +1,82 @@
+"""Decision policy: debounced onsets, re-arming after idle, final modes, and parameter checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from s2gesture.daemon.decision import FINAL_MODES, DecisionParams, DecisionPolicy
+
+
+def _one_hot(c: int, n: int = 4, count: float = 10.0) -> np.ndarray:
+    s = np.ones(n)
+    s[c] = count
+    return s
+
+
+def test_onset_after_min_chunks_and_only_once() -> None:
+    """A class leading for min_chunks chunks gives one onset, not one per chunk."""
+    pol = DecisionPolicy(smoothing=0.0, onset_confidence=0.5, min_chunks=2)
+    out = [pol.update(_one_hot(2), 100 * k, 100 * k + 600) for k in range(5)]
+    onsets = [d for d in out if d is not None]
+    assert len(onsets) == 1 and onsets[0].class_id == 2 and out[1] is onsets[0]
+    assert onsets[0].t_start_us == 0 and onsets[0].t_end_us == 700 and not onsets[0].final
+
+
+def test_change_of_class_and_idle_rearm() -> None:
+    """A new leading class gives a new onset; after an idle chunk the same class is reported again."""
+    pol = DecisionPolicy(smoothing=0.0, onset_confidence=0.5, min_chunks=1)
+    assert pol.update(_one_hot(1), 0, 1).class_id == 1  # type: ignore[union-attr]
+    assert pol.update(_one_hot(3), 1, 2).class_id == 3  # type: ignore[union-attr]
+    assert pol.update(_one_hot(3), 2, 3) is None
+    assert pol.update(np.zeros(4), 3, 4) is None
+    assert pol.update(_one_hot(3), 4, 5).class_id == 3  # type: ignore[union-attr]
+
+
+def test_low_confidence_gives_no_onset() -> None:
+    """Flat scores never reach the onset confidence."""
+    pol = DecisionPolicy(onset_confidence=0.5, min_chunks=1)
+    assert all(pol.update(np.ones(4), k, k + 1) is None for k in range(10))
+
+
+def test_final_modes() -> None:
+    """Each final mode combines the chunks as documented, and an empty segment gives class -1."""
+    chunks = [np.array([0, 100, 0.0]), np.array([1, 0, 2.0]), np.array([1, 0, 2.0])]
+    expect = {"sum": 1, "mean_share": 2, "vote": 2}
+    assert set(expect) == set(FINAL_MODES)
+    for mode, cls in expect.items():
+        pol = DecisionPolicy(final_mode=mode)
+        for k, s in enumerate(chunks):
+            pol.update(s, k * 10, k * 10 + 20)
+        fin = pol.final()
+        assert fin.final and fin.class_id == cls and fin.n_chunks == 3, mode
+        assert (fin.t_start_us, fin.t_end_us) == (0, 40)
+        assert 0 < fin.confidence <= 1
+    empty = DecisionPolicy()
+    empty.update(np.zeros(3), 0, 5)
+    assert empty.final().class_id == -1 and empty.final().confidence == 0.0
+
+
+def test_fresh_and_reset_forget_state() -> None:
+    """fresh() keeps parameters and no state; reset() forgets the segment."""
+    pol = DecisionPolicy(min_chunks=1, smoothing=0.0)
+    pol.update(_one_hot(0), 0, 1)
+    assert pol.fresh().params == pol.params and pol.fresh().n_chunks == 0
+    pol.reset()
+    assert pol.n_chunks == 0 and pol.final().class_id == -1
+
+
+def test_bad_parameters_are_all_named() -> None:
+    """Invalid parameters are refused, every problem in one message."""
+    with pytest.raises(ValueError) as info:
+        DecisionParams(smoothing=1.0, onset_confidence=0.0, min_chunks=0, min_spikes=0, final_mode="max")
+    for name in ("smoothing", "onset_confidence", "min_chunks", "min_spikes", "final_mode"):
+        assert name in str(info.value)
+
+
+def test_mismatched_class_count_is_refused() -> None:
+    """Scores with a different number of classes within one segment are an error."""
+    pol = DecisionPolicy()
+    pol.update(np.ones(3), 0, 1)
+    with pytest.raises(ValueError, match="3"):
+        pol.update(np.ones(4), 1, 2)
