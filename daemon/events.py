@@ -114,7 +114,9 @@ class Recording:
         object.__setattr__(self, "events", as_events(self.events, name=f"recording '{self.name}'"))
         size = tuple(int(s) for s in self.sensor_size)
         if len(size) != 2 or min(size) <= 0:
-            msg = f"recording '{self.name}': sensor_size must be (width, height) > 0, found {self.sensor_size}"
+            msg = (
+                f"recording '{self.name}': sensor_size must be (width, height) > 0, found {self.sensor_size}"
+            )
             raise EventDataError(msg)
         object.__setattr__(self, "sensor_size", size)
         check_events(self.events, size, name=f"recording '{self.name}'")

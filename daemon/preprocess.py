@@ -6,8 +6,10 @@ Stages, in this order, all in one compiled pass over the events:
    an event is kept when one of its 4 neighbours has a remembered value ``> t`` (strictly). The memory
    starts at ``denoise_us`` for every pixel, as in tonic, so events with ``t < denoise_us`` (absolute) are
    always kept. Deliberate difference: the neighbourhood is bounded by the *sensor size*, not by the
-   largest coordinate in the data (tonic); the two agree except for events with ``t < denoise_us`` in the
-   column/row just past the data's maximum. ``denoise_us = 0`` disables the stage.
+   largest coordinate in the data (tonic). A never-fired pixel only counts while ``t < denoise_us``, and
+   then tonic keeps every event that has any in-bounds neighbour, so the two differ only when every event
+   of the input sits on pixel (0, 0) (tonic sees a 1x1 sensor and drops them all).
+   ``denoise_us = 0`` disables the stage.
 2. **Map** the sensor to the model input (registry :data:`MAPPINGS`): ``center-crop-scale`` crops the
    centre to the input aspect ratio, then scales with integer arithmetic ``x_out = (x - x0) * w // W_crop``
    (tonic's ``Downsample`` computes ``int(x * factor)`` in floating point, identical for power-of-two
@@ -102,7 +104,9 @@ class PreprocessSpec:
                 raise PreprocessError(msg)
             object.__setattr__(self, name, (int(value[0]), int(value[1])))
         if self.mapping not in MAPPINGS:
-            msg = f"PreprocessSpec.mapping: unknown mapping {self.mapping!r}; supported: {', '.join(MAPPINGS)}"
+            msg = (
+                f"PreprocessSpec.mapping: unknown mapping {self.mapping!r}; supported: {', '.join(MAPPINGS)}"
+            )
             raise PreprocessError(msg)
         if int(self.dt_us) != self.dt_us or self.dt_us <= 0:
             msg = f"PreprocessSpec.dt_us: expected a positive integer tick in µs (e.g. 1000), found {self.dt_us!r}"
@@ -178,6 +182,7 @@ def _kernel(
     dt_us: int,
     k_offset: int,
     frames: Any,
+    keep_out: Any,
 ) -> tuple[int, int, int]:
     """Denoise, map and bin events into ``frames`` (tick index minus ``k_offset``); returns (status, index, t_last)."""
     height, width = memory.shape
@@ -199,6 +204,8 @@ def _kernel(
                 or (yi < height - 1 and memory[yi + 1, xi] > ti)
             ):
                 continue
+        if keep_out.shape[0]:
+            keep_out[i] = True
         if ti < t0 or ti >= t_stop:
             continue
         xo = xmap[xi]
@@ -220,6 +227,9 @@ def _check_coordinates(events: Events, spec: PreprocessSpec, offset: int) -> Non
             f"size {spec.sensor_size} of the PreprocessSpec; build the spec with the recording's sensor size"
         )
         raise PreprocessError(msg)
+
+
+_NO_KEEP = np.zeros(0, dtype=np.bool_)
 
 
 class _State:
@@ -258,6 +268,7 @@ class _State:
         t_stop: int,
         k_offset: int,
         frames: Spikes,
+        keep_out: npt.NDArray[np.bool_] | None = None,
     ) -> None:
         status, _index, t_prev = _kernel(
             events["x"],
@@ -275,6 +286,7 @@ class _State:
             spec.dt_us,
             k_offset,
             frames,
+            _NO_KEEP if keep_out is None else keep_out,
         )
         if status != _OK:
             # The kernel stops before the offending event; name it precisely.
@@ -315,6 +327,23 @@ def preprocess_recording(
     frames = np.zeros((n_ticks, *spec.frame_shape), dtype=np.uint8)
     _State(spec).run(spec, mapping_tables(spec), events, t0, t_stop, 0, frames)
     return frames
+
+
+def denoise(events: Events | Recording, sensor_size: tuple[int, int], denoise_us: int) -> Events:
+    """The events that pass the 4-neighbour denoise filter of window ``denoise_us`` (a copy; same kernel)."""
+    events = _events_of(events)
+    spec = PreprocessSpec(
+        sensor_size=sensor_size, input_size=sensor_size, mapping="scale", denoise_us=denoise_us
+    )
+    if denoise_us == 0:
+        _State(spec).validate(spec, events)
+        return events.copy()
+    keep = np.zeros(events.shape[0], dtype=np.bool_)
+    frames = np.zeros((0, *spec.frame_shape), dtype=np.uint8)
+    # t0 = t_stop = the largest time: nothing is binned, only the keep mask is written.
+    _State(spec).run(spec, mapping_tables(spec), events, INT64_MAX, INT64_MAX, 0, frames, keep)
+    out: Events = events[keep]
+    return out
 
 
 class StreamPreprocessor:
@@ -412,6 +441,7 @@ __all__ = [
     "MAPPINGS",
     "PreprocessSpec",
     "StreamPreprocessor",
+    "denoise",
     "map_events",
     "mapping_tables",
     "preprocess_recording",
