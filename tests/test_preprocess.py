@@ -186,9 +186,10 @@ def _stream(
     parts = []
     for packet, t_end in zip(np.split(events, cuts), ends, strict=True):
         parts.append(stream.push(packet, t_end_us=t_end))
-        if stream.t_next_us is not None and len(packet):
+        if len(parts[-1]):
             # Every emitted tick ends no later than the data seen so far.
-            assert stream.t_next_us <= max(int(packet["t"][-1]), t_end or 0)
+            assert stream.t_next_us is not None
+            assert stream.t_next_us <= max(int(packet["t"][-1]) if len(packet) else 0, t_end or 0)
     parts.append(stream.flush())
     return np.concatenate(parts)
 
