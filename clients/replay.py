@@ -1,0 +1,466 @@
+"""``s2gesture replay``: publish recordings to a daemon in protocol v1, like a camera would.
+
+One recording is one segment of one stream: its events go out in packets that each cover ``packet_ms``
+of event time (``t_end`` set, so an empty packet still advances the daemon's clock), followed by an
+``eos`` carrying the segment id, which makes the daemon publish a final decision for it.
+
+Event time on the wire must never go backwards within a stream (PROTOCOL.md), so each recording is
+shifted onto one continuous time axis: it starts ``gap_ms`` after the previous one ended. The shift is a
+constant per recording, so the daemon sees exactly the recording's events and tick grid (which starts at
+its first event), and its classification equals the offline one on the same events.
+
+Pacing: packet ``k`` leaves when its window has ended in (scaled) wall time, as a camera delivers it
+(``--speed 1`` real time, ``--speed 4`` four times faster), or as fast as the daemon accepts
+(``--as-fast-as-possible``, meant for the lossless input: PUSH to the daemon's PULL, backpressure, nothing
+lost). How the client waits for the daemon without sleeping is explained in :mod:`s2gesture.clients.bus`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from s2gesture.daemon import wire
+from s2gesture.daemon.events import Recording
+
+from . import bus
+
+MIN_PACKET_MS = 1.0
+MAX_PACKET_MS = 10.0
+
+
+# ------------------------------------------------------------------------------------------ packetizing
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One packet of a segment: an event slice (absolute µs times) and the time it covers up to."""
+
+    events: np.ndarray
+    #: exclusive end of the packet's window (µs); None on the last packet (nothing beyond its last event)
+    t_end_us: int | None
+
+
+def packet_bounds(t_first_us: int, t_last_us: int, packet_us: int) -> np.ndarray:
+    """Window edges ``t_first + k*packet_us`` (µs) up to the first edge after ``t_last_us``."""
+    if packet_us < 1:
+        msg = f"packet_us must be >= 1 µs, found {packet_us}"
+        raise ValueError(msg)
+    if t_last_us < t_first_us:
+        msg = f"t_last_us ({t_last_us}) must not be before t_first_us ({t_first_us})"
+        raise ValueError(msg)
+    n = (t_last_us - t_first_us) // packet_us + 1
+    return t_first_us + packet_us * np.arange(n + 1, dtype=np.int64)
+
+
+def packetize(events: np.ndarray, packet_us: int) -> list[Packet]:
+    """Cut time-sorted events into packets of ``packet_us`` of event time (empty windows included).
+
+    Every packet but the last says how far it covers (``t_end``); the last one does not, so the daemon's
+    tick count for the segment is the same as for the whole recording processed offline.
+    """
+    if len(events) == 0:
+        return []
+    t = events["t"]
+    bounds = packet_bounds(int(t[0]), int(t[-1]), packet_us)
+    # plan (indices) then apply (views), as tonic's slicers do
+    idx = np.searchsorted(t, bounds, side="left")
+    last = len(bounds) - 2
+    return [
+        Packet(events[idx[k] : idx[k + 1]], None if k == last else int(bounds[k + 1])) for k in range(last + 1)
+    ]
+
+
+# -------------------------------------------------------------------------------------------- segments
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A recording placed on the stream's time axis: events shifted by ``offset_us``, with an id."""
+
+    segment_id: str
+    recording: Recording
+    offset_us: int
+
+    @property
+    def t_first_us(self) -> int:
+        """Absolute time of the segment's first event on the stream axis (µs)."""
+        return int(self.recording.events["t"][0]) + self.offset_us
+
+    @property
+    def t_last_us(self) -> int:
+        """Absolute time of the segment's last event on the stream axis (µs)."""
+        return int(self.recording.events["t"][-1]) + self.offset_us
+
+    def shifted_events(self) -> np.ndarray:
+        """A copy of the recording's events with times on the stream axis."""
+        ev = self.recording.events.copy()
+        ev["t"] += self.offset_us
+        return ev
+
+
+def segment_id(index: int, recording: Recording) -> str:
+    """A segment id unique within a replay: running index plus the recording's name."""
+    name = recording.name.replace("/", "_")
+    return f"{index:05d}-{name}"[: wire.MAX_SEGMENT_CHARS] if name else f"{index:05d}"
+
+
+def place_segments(
+    recordings: Iterable[Recording], *, gap_us: int, start_us: int = 0, first_index: int = 0
+) -> Iterator[Segment]:
+    """Put recordings one after the other on one time axis, ``gap_us`` apart; empty ones are skipped."""
+    if gap_us < 0:
+        msg = f"gap_us must be >= 0, found {gap_us}"
+        raise ValueError(msg)
+    cursor = start_us
+    for i, rec in enumerate(recordings, start=first_index):
+        if len(rec) == 0:
+            continue
+        offset = cursor - int(rec.events["t"][0])
+        seg = Segment(segment_id(i, rec), rec, offset)
+        yield seg
+        cursor = seg.t_last_us + 1 + gap_us
+
+
+# ---------------------------------------------------------------------------------------------- pacing
+
+
+class Pacer:
+    """Holds packets back until their event time, scaled by ``speed``, has passed in wall time.
+
+    ``speed = inf`` never waits. The wall clock starts at the first event time passed to ``wait_until``.
+    Waiting is sleeping until a deadline computed from the start (never cumulative small sleeps, which drift).
+    """
+
+    def __init__(
+        self,
+        speed: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not speed > 0:
+            msg = f"speed must be > 0 (1 = real time, inf = as fast as possible), found {speed}"
+            raise ValueError(msg)
+        self.speed = speed
+        self._clock = clock
+        self._sleep = sleep
+        self._origin: tuple[float, int] | None = None
+
+    def due_s(self, t_us: int) -> float:
+        """Wall-clock time (of ``clock``) at which event time ``t_us`` is due."""
+        if self._origin is None:
+            self._origin = (self._clock(), t_us)
+        wall0, t0 = self._origin
+        return wall0 + (t_us - t0) / 1e6 / self.speed
+
+    def wait_until(self, t_us: int) -> float:
+        """Sleep until event time ``t_us`` is due; returns the seconds slept."""
+        if math.isinf(self.speed):
+            return 0.0
+        delay = self.due_s(t_us) - self._clock()
+        if delay > 0:
+            self._sleep(delay)
+            return delay
+        return 0.0
+
+
+# --------------------------------------------------------------------------------------------- sources
+
+
+#: recording-source name -> (description, loader(path, args) -> recordings)
+Loader = Callable[[Path, argparse.Namespace], Sequence[Recording]]
+
+
+def _load_tonic(path: Path, args: argparse.Namespace) -> Sequence[Recording]:
+    from s2gesture.models.datasets import tonic_layout
+
+    return tonic_layout.read_dataset(path, split=args.split)
+
+
+def _load_aedat3(path: Path, args: argparse.Namespace) -> Sequence[Recording]:
+    from s2gesture.models.datasets import aedat3
+
+    return aedat3.read_labelled(path)
+
+
+def _load_aedat4(path: Path, args: argparse.Namespace) -> Sequence[Recording]:
+    from s2gesture.models.datasets import aedat4
+
+    return [aedat4.read_aedat4(path)]
+
+
+def _load_npz(path: Path, args: argparse.Namespace) -> Sequence[Recording]:
+    from s2gesture.models.datasets import npz
+
+    return [npz.read_npz(path)]
+
+
+SOURCES: dict[str, tuple[str, Loader]] = {
+    "tonic": ("tonic's DVSGesture layout: a folder of userNN_<lighting>/<label>.npy", _load_tonic),
+    "aedat3": ("IBM DVS Gesture raw release: userNN_<lighting>.aedat + _labels.csv, one segment per label", _load_aedat3),
+    "aedat4": ("an AEDAT4 file from an iniVation camera (unlabelled)", _load_aedat4),
+    "npz": ("s2gesture's own .npz recording", _load_npz),
+}
+
+
+def detect_format(path: Path) -> str:
+    """The source format of ``path`` by its shape on disk (a folder is tonic's layout)."""
+    if path.is_dir():
+        return "tonic"
+    by_suffix = {".aedat": "aedat3", ".aedat4": "aedat4", ".npz": "npz"}
+    fmt = by_suffix.get(path.suffix.lower())
+    if fmt is None:
+        msg = (
+            f"cannot tell the format of {path}: expected a folder (tonic layout) or a file ending in "
+            f"{', '.join(by_suffix)}; pass --format {{{','.join(SOURCES)}}}"
+        )
+        raise bus.ClientError(msg)
+    return fmt
+
+
+def synthetic_recordings(n: int, seed: int) -> list[Recording]:
+    """``n`` synthetic test-user recordings (labels cycling through the classes), generated in memory."""
+    from s2gesture.models import synth
+
+    return synth.generate_recordings(n, seed=seed)
+
+
+def load_recordings(args: argparse.Namespace) -> list[Recording]:
+    """Recordings named by the command line: ``--synthetic N`` or the ``SOURCE`` paths."""
+    if args.synthetic:
+        return synthetic_recordings(args.synthetic, args.seed)
+    if not args.source:
+        msg = "nothing to replay: give one or more SOURCE paths or --synthetic N"
+        raise bus.ClientError(msg)
+    recordings: list[Recording] = []
+    for raw in args.source:
+        path = Path(raw)
+        if not path.exists():
+            msg = f"recording source {path} does not exist"
+            raise bus.ClientError(msg)
+        fmt = args.format or detect_format(path)
+        recordings.extend(SOURCES[fmt][1](path, args))
+    if args.limit:
+        recordings = recordings[: args.limit]
+    return recordings
+
+
+# ---------------------------------------------------------------------------------------------- sending
+
+
+@dataclass
+class ReplayStats:
+    """What a replay sent: segments, packets and events, and the wall time it took (s)."""
+
+    segments: int = 0
+    packets: int = 0
+    events: int = 0
+    wall_s: float = 0.0
+    segment_ids: list[str] = field(default_factory=list)
+
+    @property
+    def events_per_s(self) -> float:
+        """Events sent per wall-clock second."""
+        return self.events / self.wall_s if self.wall_s > 0 else 0.0
+
+
+class StreamWriter:
+    """Encodes the segments of one stream into packets and sends them with a sender and a pacer."""
+
+    def __init__(
+        self,
+        sender: bus.EventSender,
+        stream: str,
+        *,
+        packet_us: int,
+        pacer: Pacer,
+        watch: Any = None,
+        drain: Callable[[], None] | None = None,
+    ) -> None:
+        wire.events_topic(stream)  # validates the stream id before anything is sent
+        self.sender = sender
+        self.stream = stream
+        self.packet_us = packet_us
+        self.pacer = pacer
+        self.watch = watch
+        self.drain = drain
+        self.seq = 0
+        self.stats = ReplayStats()
+
+    def _send(self, frames: list[bytes], n_events: int) -> None:
+        self.sender.send(frames, n_events=n_events, watch=self.watch, drain=self.drain)
+        self.seq += 1
+
+    def write_segment(self, seg: Segment, progress: Callable[[int], None] | None = None) -> None:
+        """Send one segment's packets (paced) and its ``eos``."""
+        width, height = seg.recording.sensor_size
+        for pkt in packetize(seg.shifted_events(), self.packet_us):
+            # a packet is due once its window has passed (a camera cannot send the future)
+            due = pkt.t_end_us if pkt.t_end_us is not None else int(pkt.events["t"][-1]) + 1
+            self.pacer.wait_until(due)
+            frames = wire.encode_events(
+                self.stream, self.seq, width, height, pkt.events, t_end=pkt.t_end_us, segment=seg.segment_id
+            )
+            self._send(frames, len(pkt.events))
+            self.stats.packets += 1
+            self.stats.events += len(pkt.events)
+            if progress is not None:
+                progress(len(pkt.events))
+        self._send(wire.encode_eos(self.stream, self.seq, segment=seg.segment_id), 0)
+        self.stats.segments += 1
+        self.stats.segment_ids.append(seg.segment_id)
+
+
+def input_topics(stream: str) -> list[bytes]:
+    """The topics a replay of ``stream`` sends on (what the daemon's subscription must cover)."""
+    return [wire.events_topic(stream), wire.eos_topic(stream)]
+
+
+def connect(
+    ctx: Any, args: argparse.Namespace, *, stream: str, lossless: bool
+) -> tuple[bus.EventSender, dict[str, Any] | None]:
+    """Wait for the daemon's heartbeat (unless ``--no-wait``), then for our input connection to be joined."""
+    status = None
+    if not args.no_wait:
+        sub = bus.open_output(ctx, args.output, topics=())
+        try:
+            status = bus.wait_for_status(sub, args.timeout, states=bus.SERVING_STATES)
+        finally:
+            sub.close()
+    sender = bus.EventSender(ctx, args.input, lossless=lossless, stall_timeout_s=args.stall_timeout)
+    try:
+        sender.wait_ready(args.timeout, topics=input_topics(stream))
+    except BaseException:
+        sender.close()
+        raise
+    return sender, status
+
+
+# --------------------------------------------------------------------------------------------- the CLI
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by replay and eval: sources, endpoints, packets and timeouts."""
+    src = parser.add_argument_group("recordings")
+    src.add_argument("source", nargs="*", help="recording files or folders (tonic layout, .aedat + _labels.csv, .aedat4, .npz)")
+    src.add_argument("--format", choices=sorted(SOURCES), help="source format (default: detected from the path)")
+    src.add_argument("--split", choices=("train", "test", "all"), default="test", help="tonic layout: which split (default test)")
+    src.add_argument("--synthetic", type=int, metavar="N", default=0, help="replay N synthetic test-user recordings generated in memory")
+    src.add_argument("--seed", type=int, default=0, help="seed of --synthetic (default 0)")
+    src.add_argument("--limit", type=int, default=0, metavar="N", help="replay only the first N recordings")
+    net = parser.add_argument_group("daemon")
+    net.add_argument("--input", default=bus.DEFAULT_INPUT, help=f"daemon input endpoint(s), comma-separated (default {bus.DEFAULT_INPUT})")
+    net.add_argument("--output", default=bus.DEFAULT_OUTPUT, help=f"daemon output endpoint(s) for the heartbeat (default {bus.DEFAULT_OUTPUT})")
+    net.add_argument("--stream", default="replay", help="stream id (default 'replay')")
+    net.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the daemon (default 10)")
+    net.add_argument("--stall-timeout", type=float, default=60.0, help="lossless: give up when the daemon accepts nothing for this long (s)")
+    net.add_argument("--no-wait", action="store_true", help="do not wait for a status heartbeat (the daemon's output is elsewhere)")
+    pk = parser.add_argument_group("packets")
+    pk.add_argument("--packet-ms", type=float, default=5.0, help=f"event time per packet, {MIN_PACKET_MS:g}-{MAX_PACKET_MS:g} ms (default 5)")
+    pk.add_argument("--gap-ms", type=float, default=500.0, help="event time between recordings (default 500 ms)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``s2gesture replay`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="s2gesture replay",
+        description="Publish recordings to an s2gestured daemon in protocol v1 (one segment + eos per recording).",
+        epilog=(
+            "Real time (--speed 1) suits a live daemon (SUB input, --live). For evaluation use the lossless "
+            "input: the daemon binds PULL and replay connects PUSH; --as-fast-as-possible then runs at the "
+            "daemon's pace with nothing lost."
+        ),
+    )
+    add_common_arguments(parser)
+    pace = parser.add_argument_group("pacing")
+    pace.add_argument("--speed", type=float, default=1.0, help="event time / wall time (default 1 = real time)")
+    pace.add_argument("--as-fast-as-possible", action="store_true", help="no pacing: send as fast as the daemon accepts")
+    pace.add_argument("--live", action="store_true", help="the daemon's input is live (SUB): connect an XPUB instead of PUSH")
+    pace.add_argument("--loop", action="store_true", help="replay the recordings again and again until interrupted")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def check_packet_ms(packet_ms: float) -> int:
+    """``--packet-ms`` in µs, after checking its range."""
+    if not MIN_PACKET_MS <= packet_ms <= MAX_PACKET_MS:
+        msg = f"--packet-ms must be in [{MIN_PACKET_MS:g}, {MAX_PACKET_MS:g}] ms, found {packet_ms:g}"
+        raise bus.ClientError(msg)
+    return round(packet_ms * 1000)
+
+
+def run(args: argparse.Namespace, out: Any = sys.stdout) -> ReplayStats:
+    """Replay as ``args`` say; returns what was sent."""
+    from tqdm import tqdm
+
+    packet_us = check_packet_ms(args.packet_ms)
+    speed = math.inf if args.as_fast_as_possible else args.speed
+    recordings = load_recordings(args)
+    if not recordings:
+        msg = "the sources hold no recordings"
+        raise bus.ClientError(msg)
+    ctx = bus.context()
+    try:
+        sender, status = connect(ctx, args, stream=args.stream, lossless=not args.live)
+        if status is not None:
+            print(f"daemon {status.get('state')}: backend {status.get('backend')}, model {_model_name(status)}", file=out)
+        writer = StreamWriter(sender, args.stream, packet_us=packet_us, pacer=Pacer(speed))
+        total = sum(len(r) for r in recordings)
+        started = time.monotonic()
+        loop_index = 0
+        start_us = 0
+        try:
+            while True:
+                bar = tqdm(total=total, unit="ev", unit_scale=True, disable=args.quiet, desc=f"replay {args.stream}")
+                first = loop_index * len(recordings)
+                last_seg = None
+                for seg in place_segments(recordings, gap_us=round(args.gap_ms * 1000), start_us=start_us, first_index=first):
+                    writer.write_segment(seg, progress=bar.update)
+                    last_seg = seg
+                bar.close()
+                loop_index += 1
+                if not args.loop or last_seg is None:
+                    break
+                start_us = last_seg.t_last_us + 1 + round(args.gap_ms * 1000)
+        finally:
+            writer.stats.wall_s = time.monotonic() - started
+            sender.close()
+        return writer.stats
+    finally:
+        ctx.term()
+
+
+def _model_name(status: dict[str, Any]) -> str:
+    model = status.get("model")
+    if isinstance(model, dict):
+        return str(model.get("name", model))
+    return str(model)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``s2gesture replay``: returns 0 on success, 1 when no daemon answers, 2 on bad arguments."""
+    args = build_parser().parse_args(argv)
+    try:
+        stats = run(args)
+    except bus.NoDaemonError as exc:
+        print(f"s2gesture replay: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except bus.ClientError as exc:
+        print(f"s2gesture replay: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"sent {stats.segments} segments, {stats.packets} packets, {stats.events} events "
+        f"in {stats.wall_s:.2f} s ({stats.events_per_s / 1e6:.2f} M events/s)"
+    )
+    return 0
