@@ -1,0 +1,200 @@
+"""``s2gesture export``: an integer P-SNN -> one ``.nir`` file with its model card.
+
+Our own exporter rather than ``snntorch.export_to_nir``: snnTorch's writes ``dt = 1e-4`` hard-coded, does
+not record the reset mode, and with nir 1.0.8 its CNN export fails type inference (docs/model.md records
+what we saw). Ours writes, in network order::
+
+    Input(2,32,32) -> Conv2d -> LIF -> Conv2d -> LIF -> SumPool2d -> Conv2d -> LIF -> SumPool2d
+        -> Flatten -> Affine -> LIF -> Affine -> LIF -> Output
+
+Weights are the quantizer's integers (float arrays holding ints in [-127, 127]); each LIF has
+``tau = dt / (1 - beta)``, ``r = tau / dt`` (so with the FORWARD integrator the chip's ``alpha_decay`` is
+``beta`` and ``r_factor`` is 1), ``v_threshold`` in the weights' integer units and zero leak/reset. With the
+card's ``ConversionSpec(scale_weights=False, dt=1e-4, integrator="FORWARD", reset="SUBTRACT")`` the
+chip's translation is therefore the identity on weights and thresholds. Affine biases are zero (the P-SNN
+has none; ``i_offset`` stays 0). Conv2d biases are zero too.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from s2gesture.daemon.card import GESTURE_CLASSES, ConversionSpec, InputSpec, Model, ModelCard, write_model
+
+if TYPE_CHECKING:
+    from .network import PSNN
+
+#: the card's conversion record for our graphs (the identity translation)
+IDENTITY_CONVERSION = ConversionSpec(
+    dt=1e-4,
+    integrator="FORWARD",
+    reset="SUBTRACT",
+    conn_delay=0,
+    scale_weights=False,
+    weight_scale_percentile=100.0,
+)
+
+
+def _lif(shape: tuple[int, ...], beta: float, threshold: float, dt: float) -> Any:
+    import nir
+
+    tau = np.full(shape, dt / (1.0 - beta), dtype=np.float32)
+    return nir.LIF(
+        tau=tau,
+        r=(tau / dt).astype(np.float32),
+        v_leak=np.zeros(shape, dtype=np.float32),
+        v_threshold=np.full(shape, threshold, dtype=np.float32),
+        v_reset=np.zeros(shape, dtype=np.float32),
+    )
+
+
+def to_nir_graph(model: PSNN, *, dt: float = 1e-4, check_integer: bool = True) -> Any:
+    """The NIR graph of a P-SNN (integer-valued weights expected unless ``check_integer`` is False)."""
+    import nir
+
+    cfg = model.cfg
+    nodes: dict[str, Any] = {
+        "input": nir.Input(input_type={"input": np.array([cfg.in_channels, *cfg.input_size])})
+    }
+    edges: list[tuple[str, str]] = []
+    prev = "input"
+    lif_index = 0
+    for stage in model.stages:
+        if stage.kind in ("conv", "linear"):
+            w = model.effective_weight(stage.name).detach().numpy().astype(np.float32)
+            if check_integer and (not np.array_equal(w, np.rint(w)) or np.abs(w).max() > 127):
+                msg = (
+                    f"export: layer {stage.name} has non-integer or out-of-range weights (max |w| "
+                    f"{np.abs(w).max():.4g}); quantize first with `s2gesture quantize` (int8 in [-127, 127])"
+                )
+                raise ValueError(msg)
+            if stage.kind == "conv":
+                p = stage.params
+                node = nir.Conv2d(
+                    input_shape=tuple(p["in_hw"]),
+                    weight=w,
+                    stride=p["s"],
+                    padding=p["p"],
+                    dilation=1,
+                    groups=1,
+                    bias=np.zeros(w.shape[0], dtype=np.float32),
+                )
+            else:
+                node = nir.Affine(weight=w, bias=np.zeros(w.shape[0], dtype=np.float32))
+        elif stage.kind == "lif":
+            thr = float(model.thresholds[lif_index].detach())
+            lif_index += 1
+            node = _lif(stage.shape, cfg.beta, thr, dt)
+        elif stage.kind == "sumpool":
+            k = stage.params["k"]
+            node = nir.SumPool2d(
+                kernel_size=np.array([k, k]), stride=np.array([k, k]), padding=np.array([0, 0])
+            )
+        elif stage.kind == "flatten":
+            node = nir.Flatten(
+                input_type={"input": np.array(stage.params["in_shape"])}, start_dim=0, end_dim=-1
+            )
+        else:  # pragma: no cover - plan_stages only makes the kinds above
+            msg = f"export: unknown stage kind {stage.kind!r}"
+            raise ValueError(msg)
+        nodes[stage.name] = node
+        edges.append((prev, stage.name))
+        prev = stage.name
+    nodes["output"] = nir.Output(output_type={"output": np.array([cfg.n_classes])})
+    edges.append((prev, "output"))
+    return nir.NIRGraph(nodes=nodes, edges=edges)
+
+
+def make_card(
+    name: str,
+    quantization: dict[str, Any],
+    *,
+    semantics: str,
+    training: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    input_spec: InputSpec | None = None,
+    latency_ticks: int = 5,
+) -> ModelCard:
+    """The model card of an exported P-SNN."""
+    return ModelCard(
+        name=name,
+        classes=GESTURE_CLASSES,
+        input=input_spec or InputSpec(),
+        conversion=IDENTITY_CONVERSION,
+        quantization=quantization,
+        semantics={
+            "trained_for": semantics,
+            "reset": "subtract",
+            "reset_timing": "same tick" if semantics == "chip" else "next step (snnTorch reset_delay)",
+            "latency_ticks_per_projection": 1 if semantics == "chip" else 0,
+            "chip_latency_ticks": latency_ticks,
+            "beta": 0.93,
+            "readout": "class = most output spikes",
+        },
+        training=training or {},
+        metrics=metrics or {},
+    )
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def export_model(model: PSNN, path: str | Path, card: ModelCard, *, dt: float | None = None) -> Model:
+    """Write ``model`` with ``card`` to ``path`` (``dt`` defaults to the card's conversion ``dt``)."""
+    graph = to_nir_graph(model, dt=dt if dt is not None else card.conversion.dt)
+    clean = ModelCard.from_dict(_jsonable(card.to_dict()), source="exported card")
+    return write_model(path, graph, clean)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``s2gesture export`` argument parser."""
+    p = argparse.ArgumentParser(prog="s2gesture export", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="integer model .pt from `s2gesture quantize`")
+    p.add_argument("--out", required=True, help="output .nir")
+    p.add_argument("--name", help="model name in the card (default: the output file's stem)")
+    p.add_argument(
+        "--metrics", help="JSON file of measured metrics to put in the card (e.g. an evaluation report)"
+    )
+    return p
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``s2gesture export``."""
+    import json
+
+    args = build_parser().parse_args(argv)
+    from .train import load_model_file
+
+    model, blob = load_model_file(args.model)
+    if blob.get("kind") != "int8":
+        msg = (
+            f"{args.model} is a {blob.get('kind')!r} model; export an integer model from `s2gesture quantize`"
+        )
+        raise SystemExit(msg)
+    metrics = dict(blob.get("metrics", {}))
+    if args.metrics:
+        metrics |= json.loads(Path(args.metrics).read_text())
+    card = make_card(
+        args.name or Path(args.out).stem,
+        blob["quantization"],
+        semantics=blob.get("semantics", "snntorch"),
+        training=blob.get("training", {}),
+        metrics=metrics,
+        latency_ticks=model.n_projections,
+    )
+    result = export_model(model, args.out, card)
+    print(f"wrote {result.path} (graph hash {result.hash}, {len(result.graph.nodes)} nodes)")
+    return 0

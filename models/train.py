@@ -1,0 +1,395 @@
+"""``s2gesture train``: train the P-SNN on binned recordings (snnTorch or chip semantics).
+
+Data: any tonic-layout dataset (DVS128 Gesture or ``s2gesture synth`` output) through the daemon's own
+preprocessing (:mod:`s2gesture.models.binned`, cached). Each epoch draws one random window of at most
+``--window`` ticks (the chip's run limit is ~600) from every training recording, mirrors half of them
+left-right (with the label permutation of MODEL.md) and shifts them by a few pixels. Loss: cross-entropy on
+output spike counts times ``logit_scale``. Adam with a cosine schedule. Deterministic for a seed: torch and
+numpy generators seeded per epoch, deterministic torch algorithms, a fixed thread count.
+
+Outputs in ``--out``: ``checkpoint.pt`` (every epoch, ``--resume`` continues from it), ``model.pt`` (the
+float model: config, weights, provenance, metrics), ``metrics.json`` and ``curve.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .binned import MIRROR_LABELS, BinnedSet
+
+if TYPE_CHECKING:
+    import torch
+
+    from .network import PSNN
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run (recorded in the model's provenance)."""
+
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    window: int = 300  # ticks per training window (<= the chip's ~600-tick limit)
+    eval_window: int = 600  # ticks of the first window used for validation accuracy
+    logit_scale: float = 0.2  # cross-entropy logits = logit_scale * output spike counts
+    mirror_p: float = 0.5  # probability of a left-right mirror (labels permuted)
+    shift_px: int = 2  # random translation of up to +-shift_px pixels
+    init_gain: float = 1.0  # multiplies the default (Kaiming-uniform) initial weights
+    semantics: str = "snntorch"
+    seed: int = 0
+    threads: int = 2
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def setup_torch(seed: int, threads: int) -> None:
+    """Seed torch, pin the thread count and ask for deterministic kernels."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(max(1, threads))
+    torch.use_deterministic_algorithms(True)
+
+
+def crop_window(spikes: np.ndarray, start: int, window: int) -> np.ndarray:
+    """Ticks ``[start, start+window)`` of a recording, zero-padded at the end when it is shorter."""
+    out = spikes[start : start + window]
+    if out.shape[0] < window:
+        pad = np.zeros((window - out.shape[0], *spikes.shape[1:]), dtype=spikes.dtype)
+        out = np.concatenate([out, pad])
+    return out
+
+
+def mirror(spikes: np.ndarray, label: int) -> tuple[np.ndarray, int]:
+    """Mirror ``[T, C, H, W]`` left-right and permute the label accordingly."""
+    return spikes[..., ::-1], MIRROR_LABELS[label]
+
+
+def shift(spikes: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """Translate ``[T, C, H, W]`` by (dx, dy) pixels, zeros entering (nothing wraps around)."""
+    out = np.zeros_like(spikes)
+    H, W = spikes.shape[-2:]
+    ys, yd = (slice(0, H - dy), slice(dy, H)) if dy >= 0 else (slice(-dy, H), slice(0, H + dy))
+    xs, xd = (slice(0, W - dx), slice(dx, W)) if dx >= 0 else (slice(-dx, W), slice(0, W + dx))
+    out[..., yd, xd] = spikes[..., ys, xs]
+    return out
+
+
+def sample_batch(
+    data: BinnedSet, index: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, *, augment: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """A training batch: spikes ``[T, B, C, H, W]`` (uint8) and labels ``[B]``."""
+    xs, ys = [], []
+    for i in index:
+        rec, label = data.spikes[i], int(data.labels[i])
+        start = int(rng.integers(0, max(1, rec.shape[0] - cfg.window + 1)))
+        win = crop_window(rec, start, cfg.window)
+        if augment:
+            if rng.random() < cfg.mirror_p:
+                win, label = mirror(win, label)
+            if cfg.shift_px:
+                dx, dy = (int(v) for v in rng.integers(-cfg.shift_px, cfg.shift_px + 1, size=2))
+                win = shift(win, dx, dy)
+        xs.append(np.ascontiguousarray(win))
+        ys.append(label)
+    return np.stack(xs, axis=1), np.asarray(ys, dtype=np.int64)
+
+
+def first_windows(data: BinnedSet, window: int) -> np.ndarray:
+    """The first ``window`` ticks of every recording, ``[T, N, C, H, W]``."""
+    return np.stack([crop_window(s, 0, window) for s in data.spikes], axis=1)
+
+
+def predict_counts(
+    model: PSNN, x: np.ndarray, semantics: str = "snntorch", *, batch_size: int = 32
+) -> np.ndarray:
+    """Output spike counts ``[N, n_classes]`` of windows ``x [T, N, C, H, W]`` (no gradient)."""
+    import torch
+
+    counts = []
+    with torch.no_grad():
+        for b in range(0, x.shape[1], batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[:, b : b + batch_size])).float()
+            counts.append(model(xb, semantics).sum(dim=0).numpy())
+    n_out = model.cfg.n_classes
+    return np.concatenate(counts) if counts else np.zeros((0, n_out))
+
+
+def window_accuracy(model: PSNN, data: BinnedSet, window: int, semantics: str = "snntorch") -> float:
+    """Accuracy on the first ``window`` ticks of each recording (class = most output spikes)."""
+    if len(data) == 0:
+        return float("nan")
+    counts = predict_counts(model, first_windows(data, window), semantics)
+    return float((counts.argmax(1) == data.labels).mean())
+
+
+def loss_fn(out: torch.Tensor, labels: torch.Tensor, logit_scale: float) -> torch.Tensor:
+    """Cross-entropy on output spike counts (``out [T, B, n]``)."""
+    import torch.nn.functional as F  # noqa: N812
+
+    return F.cross_entropy(out.sum(dim=0) * logit_scale, labels)
+
+
+def train_model(
+    model: PSNN,
+    train: BinnedSet,
+    val: BinnedSet | None,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    params: list[Any] | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` in place; checkpoint every epoch into ``out_dir``; return the history."""
+    import torch
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    setup_torch(cfg.seed, cfg.threads)
+    opt = torch.optim.Adam(
+        params if params is not None else model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
+    history: dict[str, list[float]] = {"loss": [], "train_acc": [], "val_acc": [], "epoch_s": []}
+    start_epoch = 0
+    ckpt_path = out_dir / "checkpoint.pt"
+    if resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        history = ckpt["history"]
+        start_epoch = int(ckpt["epoch"]) + 1
+    n = len(train)
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        # a generator per epoch, so a resumed run draws the same windows as an uninterrupted one
+        rng = np.random.default_rng([cfg.seed, epoch])
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        order = rng.permutation(n)
+        model.train()
+        losses, correct = [], 0
+        batches = range(0, n, cfg.batch_size)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
+        for b in bar:
+            xb, yb = sample_batch(train, order[b : b + cfg.batch_size], rng, cfg, augment=True)
+            x = torch.from_numpy(xb).float()
+            y = torch.from_numpy(yb)
+            out = model(x, cfg.semantics)
+            loss = loss_fn(out, y, cfg.logit_scale)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+            correct += int((out.detach().sum(0).argmax(1) == y).sum())
+            bar.set_postfix(loss=f"{np.mean(losses):.3f}", acc=f"{correct / min(n, b + len(yb)):.3f}")
+        sched.step()
+        model.eval()
+        val_acc = (
+            window_accuracy(model, val, cfg.eval_window, cfg.semantics) if val is not None else float("nan")
+        )
+        history["loss"].append(float(np.mean(losses)))
+        history["train_acc"].append(correct / max(1, n))
+        history["val_acc"].append(val_acc)
+        history["epoch_s"].append(time.perf_counter() - t0)
+        if progress:
+            print(
+                f"epoch {epoch + 1}/{cfg.epochs}: loss {history['loss'][-1]:.4f} "
+                f"train {history['train_acc'][-1]:.3f} val {val_acc:.3f} ({history['epoch_s'][-1]:.1f} s)",
+                flush=True,
+            )
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "history": history,
+                "epoch": epoch,
+                "config": asdict(cfg),
+            },
+            ckpt_path,
+        )
+    return history
+
+
+def save_float_model(path: str | Path, model: PSNN, info: dict[str, Any]) -> None:
+    """Write a trained float model: config, weights, provenance."""
+    import torch
+
+    torch.save(
+        {"kind": "float", "config": model.cfg.to_dict(), "state_dict": model.state_dict(), **info}, path
+    )
+
+
+def load_model_file(path: str | Path) -> tuple[PSNN, dict[str, Any]]:
+    """Read a model written by :func:`save_float_model` (or the quantizer's ``.pt``) into a float-layer PSNN."""
+    import torch
+
+    from .network import PSNN, PSNNConfig
+
+    path = Path(path)
+    if not path.is_file():
+        msg = f"model file {path} does not exist; train one with `s2gesture train --out DIR` (DIR/model.pt)"
+        raise FileNotFoundError(msg)
+    blob = torch.load(path, weights_only=False)
+    model = PSNN(PSNNConfig.from_dict(blob["config"]))
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+    return model, blob
+
+
+def plot_curve(history: dict[str, list[float]], path: str | Path, title: str = "training") -> None:
+    """Loss and accuracy per epoch as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    a1.plot(epochs, history["loss"], marker="o")
+    a1.set(xlabel="epoch", ylabel="loss (CE on spike counts)", title=title)
+    a2.plot(epochs, history["train_acc"], marker="o", label="train (augmented windows)")
+    a2.plot(epochs, history["val_acc"], marker="s", label="held-out users (first window)")
+    a2.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
+    a2.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``s2gesture train`` argument parser."""
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="s2gesture train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="dataset root in tonic's layout (<root>/DVSGesture/...)")
+    p.add_argument(
+        "--out", required=True, help="output folder (checkpoint.pt, model.pt, metrics.json, curve.png)"
+    )
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--window", type=int, default=d.window, help="ticks per training window (<= 600)")
+    p.add_argument("--eval-window", type=int, default=d.eval_window)
+    p.add_argument("--logit-scale", type=float, default=d.logit_scale)
+    p.add_argument("--init-gain", type=float, default=d.init_gain)
+    p.add_argument("--semantics", choices=("snntorch", "chip"), default=d.semantics)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--threads", type=int, default=d.threads, help="torch threads (the machine is shared: <= 2)"
+    )
+    p.add_argument("--channels", type=int, nargs=3, default=(16, 16, 8), help="conv widths")
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--init", help="start from this model.pt (fine-tuning, e.g. into chip semantics)")
+    p.add_argument("--limit", type=int, help="use only the first N recordings of each split")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def run_training(args: argparse.Namespace) -> dict[str, Any]:
+    """Load data, build or load the model, train, save everything; return the metrics."""
+    from s2gesture.daemon.preprocess import PreprocessSpec
+
+    from .binned import load_split
+    from .network import PSNN, PSNNConfig
+
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        window=args.window,
+        eval_window=args.eval_window,
+        logit_scale=args.logit_scale,
+        init_gain=args.init_gain,
+        semantics=args.semantics,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    if cfg.window > 600:
+        print(f"note: --window {cfg.window} is longer than the chip's ~600-tick run limit")
+    setup_torch(cfg.seed, cfg.threads)
+    spec = PreprocessSpec(sensor_size=(128, 128))
+    train = load_split(args.data, "train", spec, limit=args.limit)
+    test = load_split(args.data, "test", spec, limit=args.limit)
+    if args.init:
+        model, _ = load_model_file(args.init)
+    else:
+        model = PSNN(PSNNConfig(channels=tuple(args.channels), hidden=args.hidden))
+        scale_init_(model, cfg.init_gain)
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    history = train_model(model, train, test, cfg, out, resume=args.resume, progress=not args.no_progress)
+    metrics = finish_training(
+        model, history, cfg, out, train, test, spec, time.perf_counter() - t0, init=args.init
+    )
+    return metrics
+
+
+def scale_init_(model: PSNN, gain: float) -> None:
+    """Multiply every initial weight by ``gain`` in place (sparse DVS input needs a stronger start)."""
+    import torch
+
+    with torch.no_grad():
+        for layer in model.weights.values():
+            layer.weight.mul_(gain)
+
+
+def finish_training(
+    model: PSNN,
+    history: dict[str, list[float]],
+    cfg: TrainConfig,
+    out: Path,
+    train: BinnedSet,
+    test: BinnedSet,
+    spec: Any,
+    wall_s: float,
+    *,
+    init: str | None = None,
+) -> dict[str, Any]:
+    """Write model.pt, metrics.json and curve.png for a finished run."""
+    import dataclasses
+
+    metrics = {
+        "final_val_acc": history["val_acc"][-1] if history["val_acc"] else float("nan"),
+        "epoch_s_median": float(np.median(history["epoch_s"])) if history["epoch_s"] else float("nan"),
+        "wall_s": wall_s,
+        "history": history,
+        "n_parameters": model.n_parameters(),
+        "train": train.summary(),
+        "test": test.summary(),
+        "config": asdict(cfg),
+        "preprocess": dataclasses.asdict(spec),
+        "init": init,
+    }
+    info = {
+        "training": {k: metrics[k] for k in ("config", "preprocess", "init")}
+        | {"train_data": train.summary(), "test_data": test.summary()},
+        "metrics": {"val_acc_first_window": metrics["final_val_acc"], "epoch_s": metrics["epoch_s_median"]},
+        "semantics": cfg.semantics,
+    }
+    save_float_model(out / "model.pt", model, info)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    plot_curve(history, out / "curve.png", title=f"P-SNN ({cfg.semantics} semantics)")
+    return metrics
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``s2gesture train``."""
+    args = build_parser().parse_args(argv)
+    metrics = run_training(args)
+    print(
+        f"done: held-out first-window accuracy {metrics['final_val_acc']:.4f}, "
+        f"{metrics['epoch_s_median']:.1f} s/epoch; model in {Path(args.out) / 'model.pt'}"
+    )
+    return 0
