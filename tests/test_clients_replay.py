@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -68,7 +69,7 @@ def test_place_segments_keeps_time_non_decreasing_with_gaps() -> None:
     segs = list(replay.place_segments(recs, gap_us=300, start_us=10))
     assert [s.recording.name for s in segs] == ["r0", "r1", "r2", "r3"]
     assert segs[0].t_first_us == 10
-    for a, b in zip(segs, segs[1:], strict=False):
+    for a, b in itertools.pairwise(segs):
         assert b.t_first_us == a.t_last_us + 1 + 300
     assert len({s.segment_id for s in segs}) == len(segs)
 
