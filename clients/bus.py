@@ -170,6 +170,8 @@ class EventSender:
         for endpoint in self.endpoints:
             sock.connect(endpoint)
         self.sock = sock
+        #: prefixes the daemon's SUB subscribed to (live mode)
+        self.subscriptions: set[bytes] = set()
 
     def wait_ready(self, timeout_s: float, topics: Iterable[bytes] = (wire.INPUT_PREFIX.encode(),)) -> None:
         """Return once the daemon's input accepts packets on ``topics``; raises NoDaemonError after ``timeout_s``."""
@@ -179,17 +181,18 @@ class EventSender:
                 return
             hint = "is the daemon running with a lossless (PULL) input on this endpoint?"
         else:
-            missing = set(topics)
-            while time.monotonic() < deadline:
+            wanted = set(topics)
+            while True:
+                # b"\x01" + prefix subscribes; a topic is covered once some subscribed prefix starts it
+                if all(any(t.startswith(p) for p in self.subscriptions) for t in wanted):
+                    return
                 if not self.sock.poll(_deadline_ms(deadline), zmq.POLLIN):
                     break
                 frame = self.sock.recv()
-                # b"\x01" + prefix subscribes; a topic is covered once some subscribed prefix starts it
                 if frame[:1] == b"\x01":
-                    prefix = frame[1:]
-                    missing = {t for t in missing if not t.startswith(prefix)}
-                if not missing:
-                    return
+                    self.subscriptions.add(frame[1:])
+                elif frame[:1] == b"\x00":
+                    self.subscriptions.discard(frame[1:])
             hint = "is the daemon running with a live (SUB) input on this endpoint?"
         mode = "lossless PUSH" if self.lossless else "live XPUB"
         msg = f"no daemon input accepted our {mode} connection to {', '.join(self.endpoints)} within {timeout_s:g} s; {hint}"
