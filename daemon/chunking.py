@@ -51,6 +51,14 @@ class ChunkPlan:
         return ChunkPlan(window=window, stride=min(self.stride, window), min_activity=self.min_activity)
 
 
+def fit_plan(plan: ChunkPlan, backend: Any) -> ChunkPlan:
+    """``plan`` fitted to a loaded backend's ``max_ticks`` (the longest input chunk it runs).
+
+    The daemon and the offline evaluation both call this, so they cut recordings identically.
+    """
+    return plan.fitted(max(1, int(backend.max_ticks)))
+
+
 def plan_chunks(n_ticks: int, plan: ChunkPlan) -> list[tuple[int, int]]:
     """``(start, stop)`` tick indices of every window of a recording of ``n_ticks`` ticks."""
     if n_ticks < 0:

@@ -7,7 +7,8 @@ drop-counter key (``bad_topic``, ``bad_msgpack``, ``not_a_map``, ``missing_key``
 ``bad_polarity``, ``bad_time``, ``time_backwards``, ``oversize``, ``bad_frames``).
 
 Time: the absolute time of an event is ``t_base + t`` microseconds; the optional ``t_end`` is on the same
-axis as ``t`` (absolute ``t_base + t_end``). Decoded packets carry absolute times only.
+axis as ``t`` (absolute ``t_base + t_end``) and exclusive: every event of the packet is earlier, and the
+next packet's events are not earlier. Decoded packets carry absolute times only.
 """
 
 from __future__ import annotations
@@ -21,11 +22,7 @@ import msgpack
 import numpy as np
 
 from .errors import ProtocolError
-
-try:
-    from .events import EVENT_DTYPE
-except ImportError:  # the events module lands with the preprocessing; same dtype as docs/contracts.md
-    EVENT_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("p", "?"), ("t", "<i8")])
+from .events import EVENT_DTYPE
 
 VERSION = 1
 
@@ -368,8 +365,11 @@ def _decode_events(
         if not 0 <= t_end_us < MAX_TIME_US:
             msg = f"t_base + t_end must lie in [0, 2**62) µs, found {t_end_us}"
             raise ProtocolError("bad_time", msg)
-        if n and t_end_us < t_base + int(t[-1]):
-            msg = f"t_end {t_end_us} µs lies before the packet's last event at {t_base + int(t[-1])} µs"
+        if n and t_end_us <= t_base + int(t[-1]):
+            msg = (
+                f"t_end {t_end_us} µs is not after the packet's last event at {t_base + int(t[-1])} µs; "
+                "t_end is the exclusive end of the time the packet covers"
+            )
             raise ProtocolError("time_backwards", msg)
     events = np.empty(n, dtype=EVENT_DTYPE)
     events["x"] = x

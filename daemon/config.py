@@ -1,0 +1,399 @@
+"""The daemon's configuration: one pydantic-settings model, resolved once when the pipeline is built.
+
+Sources, highest first (OPERATIONS.md): CLI flags > environment (``S2G_`` prefix, ``__`` for nesting, e.g.
+``S2G_INPUT__MODE=lossless``) > systemd credentials (``$CREDENTIALS_DIRECTORY``, CURVE secrets only, one
+file per key named ``curve__<key>``) > TOML file (``--config``, default ``/etc/s2gesture/s2gestured.toml``)
+> defaults. ``systemd/s2gestured.toml`` is the commented template of every key.
+
+Every problem is reported at once, one line each naming the key, the environment variable that sets it,
+what was expected and what was given; unknown keys get a near-miss suggestion. :func:`load_config` raises
+:class:`ConfigError` with that text; ``main`` prints it and exits 78 (EX_CONFIG).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+from .errors import ConfigError
+
+SCHEMA_VERSION = 1
+DEFAULT_CONFIG_PATH = Path("/etc/s2gesture/s2gestured.toml")
+ENV_PREFIX = "S2G_"
+ENV_NESTED = "__"
+EX_CONFIG = 78
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Endpoints(_Section):
+    @field_validator("bind", "connect", check_fields=False)
+    @classmethod
+    def _endpoints_usable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for endpoint in value:
+            why = check_endpoint(endpoint)
+            if why:
+                msg = f"endpoint {endpoint!r}: {why}"
+                raise ValueError(msg)
+        return value
+
+
+class InputConfig(_Endpoints):
+    """Where event packets come from and how much of them the daemon may hold."""
+
+    #: "live": SUB socket, a slow daemon drops the oldest data; "lossless": PULL socket, senders are slowed
+    mode: Literal["live", "lossless"] = "live"
+    bind: tuple[str, ...] = ("tcp://127.0.0.1:5555",)
+    connect: tuple[str, ...] = ()
+    max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_events_per_packet: int = Field(1_000_000, ge=1)
+    #: ZeroMQ receive high-water mark (messages) of the input socket
+    rcvhwm: int = Field(1000, ge=1)
+    #: live mode: a stream's queued packets older than this (event time behind its newest) are dropped
+    max_lag_ms: float = Field(200.0, gt=0)
+    #: packets queued per stream before the oldest is dropped (live) or intake pauses (lossless)
+    queue_packets: int = Field(256, ge=1)
+    max_streams: int = Field(64, ge=1)
+
+
+class OutputConfig(_Endpoints):
+    """Where predictions, gestures and status go."""
+
+    bind: tuple[str, ...] = ("tcp://127.0.0.1:5556",)
+    connect: tuple[str, ...] = ()
+    sndhwm: int = Field(10_000, ge=1)
+    status_interval_s: float = Field(1.0, gt=0, le=3600)
+
+
+class ModelConfig(_Section):
+    """The model artifact served."""
+
+    #: a .nir file with its card; empty: the bundled pretrained model (models/pretrained/psnn_int8.nir)
+    path: str = ""
+    #: a JSON card for graphs made by other tools (replaces the graph's own card)
+    card: str = ""
+
+
+class BackendConfig(_Section):
+    """Which interpreter runs the graph."""
+
+    name: str = "emulator"
+    #: backend options (ChipOptions fields and the backend's own); they override the model card's
+    options: dict[str, Any] = Field(default_factory=dict)
+    #: when the backend fails to load or run, serve with the emulator instead (state stays "degraded")
+    fallback_to_emulator: bool = False
+    retry_initial_s: float = Field(1.0, gt=0)
+    retry_max_s: float = Field(60.0, gt=0)
+
+
+class ChunkingConfig(_Section):
+    """How ticks are cut into backend runs (the window shrinks to the backend's max_ticks)."""
+
+    window_ticks: int = Field(300, ge=1)
+    stride_ticks: int = Field(100, ge=1)
+    #: input spikes a window needs to be run at all (activity gate)
+    min_activity: int = Field(20, ge=0)
+
+    @field_validator("stride_ticks")
+    @classmethod
+    def _stride_fits(cls, value: int, info: ValidationInfo) -> int:
+        window = info.data.get("window_ticks")
+        if window is not None and value > window:
+            msg = f"must be <= window_ticks ({window}): a longer stride would skip input"
+            raise ValueError(msg)
+        return value
+
+
+class DecisionConfig(_Section):
+    """The decision policy (s2gesture.daemon.decision.DecisionParams)."""
+
+    smoothing: float = Field(0.5, ge=0, lt=1)
+    onset_confidence: float = Field(0.3, gt=0, le=1)
+    min_chunks: int = Field(2, ge=1)
+    min_spikes: int = Field(1, ge=1)
+    final_mode: Literal["sum", "mean_share", "vote"] = "sum"
+
+
+class StreamsConfig(_Section):
+    """Silent streams: flushed (final decision) and later forgotten."""
+
+    #: a stream silent this long (wall time) is flushed: its held ticks classified, a final decision published
+    flush_after_s: float = Field(2.0, gt=0)
+    #: a stream silent this long is forgotten (counters included)
+    evict_after_s: float = Field(300.0, gt=0)
+
+
+class CurveConfig(_Section):
+    """CURVE encryption and client allow-list; required for any non-loopback bind."""
+
+    server_secret_key: SecretStr | None = None
+    server_public_key: str = ""
+    #: Z85 public keys of the clients allowed to connect
+    client_public_keys: tuple[str, ...] = ()
+
+
+class MetricsConfig(_Section):
+    """Prometheus exporter (off by default; loopback only unless CURVE-free exposure is really wanted)."""
+
+    enabled: bool = False
+    address: str = "127.0.0.1"
+    port: int = Field(9105, ge=1, le=65535)
+
+
+class LogConfig(_Section):
+    """structlog output."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: "auto": console renderer on a terminal, JSON lines otherwise
+    format: Literal["auto", "json", "console"] = "auto"
+    #: seconds between repeated log lines of the same dropped-packet reason of a stream
+    drop_log_interval_s: float = Field(10.0, gt=0)
+
+
+class DaemonConfig(BaseSettings):
+    """Every setting of s2gestured (see systemd/s2gestured.toml)."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED,
+        case_sensitive=False,
+    )
+
+    schema_version: int = SCHEMA_VERSION
+    input: InputConfig = Field(default_factory=InputConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
+    decision: DecisionConfig = Field(default_factory=DecisionConfig)
+    streams: StreamsConfig = Field(default_factory=StreamsConfig)
+    curve: CurveConfig = Field(default_factory=CurveConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_schema(cls, value: int) -> int:
+        if value != SCHEMA_VERSION:
+            msg = f"this s2gestured reads schema_version {SCHEMA_VERSION}; see systemd/s2gestured.toml"
+            raise ValueError(msg)
+        return value
+
+    @model_validator(mode="after")
+    def _curve_for_open_binds(self) -> DaemonConfig:
+        open_binds = [e for e in (*self.input.bind, *self.output.bind) if not is_local_endpoint(e)]
+        has_keys = self.curve.server_secret_key is not None and bool(self.curve.client_public_keys)
+        if open_binds and not has_keys:
+            msg = (
+                f"non-loopback bind {open_binds} requires CURVE: set curve.server_secret_key (as a credential) "
+                "and curve.client_public_keys, or bind to 127.0.0.1 / ipc://"
+            )
+            raise ValueError(msg)
+        return self
+
+
+def is_local_endpoint(endpoint: str) -> bool:
+    """Whether a ZeroMQ endpoint stays on this host (ipc://, inproc://, or tcp on a loopback address)."""
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return True
+    if not endpoint.startswith("tcp://"):
+        return False
+    host = endpoint[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "*", an interface name or a host name: not provably loopback
+
+
+def check_endpoint(endpoint: str) -> str | None:
+    """Why an endpoint string is unusable, or None when it is fine."""
+    if endpoint.startswith("ipc://"):
+        path = endpoint[len("ipc://") :]
+        if not path or len(path.encode()) > 107:
+            return f"ipc path must be 1-107 bytes (AF_UNIX limit), found {len(path.encode())}"
+        return None
+    if endpoint.startswith("tcp://"):
+        rest = endpoint[len("tcp://") :]
+        host, sep, port = rest.rpartition(":")
+        if not sep or not host or not (port == "*" or (port.isdigit() and 0 < int(port) < 65536)):
+            return "expected tcp://HOST:PORT"
+        return None
+    if endpoint.startswith("inproc://"):
+        return None
+    return "expected tcp://HOST:PORT or ipc:///PATH"
+
+
+class _CredentialsSource(PydanticBaseSettingsSource):
+    """systemd credentials: files ``curve__<key>`` in ``$CREDENTIALS_DIRECTORY`` set ``curve.<key>``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], directory: str | None) -> None:
+        super().__init__(settings_cls)
+        self.directory = Path(directory) if directory else None
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if self.directory is None or not self.directory.is_dir():
+            return {}
+        curve: dict[str, Any] = {}
+        for key in CurveConfig.model_fields:
+            f = self.directory / f"curve__{key}"
+            if f.is_file():
+                text = f.read_text().strip()
+                curve[key] = tuple(text.split()) if key == "client_public_keys" else text
+        return {"curve": curve} if curve else {}
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    """A fixed mapping (the parsed TOML file)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: Mapping[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self.data = dict(data)
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self.data
+
+
+def read_toml(path: Path, *, explicit: bool) -> dict[str, Any]:
+    """The parsed TOML file; a missing default file is empty, a missing explicit one an error."""
+    if not path.is_file():
+        if explicit:
+            msg = f"config file {path} does not exist (given with --config); copy systemd/s2gestured.toml there"
+            raise ConfigError(msg)
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        msg = f"config file {path}: not valid TOML: {exc}"
+        raise ConfigError(msg) from exc
+    if "schema_version" not in data:
+        msg = f"config file {path}: missing schema_version; put `schema_version = {SCHEMA_VERSION}` at its top"
+        raise ConfigError(msg)
+    return data
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    return ENV_PREFIX + ENV_NESTED.join(str(p).upper() for p in loc[:2])
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = DaemonConfig
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    loc = tuple(p for p in err["loc"] if not isinstance(p, int))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    given = err.get("input")
+    given_text = "***" if "secret" in key else repr(given)[:80]
+    if err["type"] == "extra_forbidden":
+        near = difflib.get_close_matches(str(loc[-1]), _fields_at(loc[:-1]), n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        known = ", ".join(_fields_at(loc[:-1]))
+        return f"{key}: unknown key{hint}; known keys here: {known}"
+    env = _env_name(loc) if loc else ""
+    where = f" (env {env})" if env else ""
+    reason = str(err["msg"]).removeprefix("Value error, ")
+    return f"{key}{where}: {reason}; given {given_text}"
+
+
+def load_config(
+    config_path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> DaemonConfig:
+    """Resolve every source once; raises ConfigError listing every problem (one line each)."""
+    explicit = config_path is not None
+    path = Path(config_path) if config_path is not None else DEFAULT_CONFIG_PATH
+    toml_data = read_toml(path, explicit=explicit)
+    env = os.environ if environ is None else environ
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+
+    class _Resolved(DaemonConfig):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (
+                init_settings,
+                env_settings,
+                _CredentialsSource(settings_cls, cred_dir),
+                _DictSource(settings_cls, toml_data),
+            )
+
+    saved = None
+    if environ is not None:
+        # pydantic-settings reads os.environ; swap it for the call so tests can pass an explicit env
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(environ)
+    try:
+        resolved = _Resolved(**dict(overrides or {}))
+    except ValidationError as exc:
+        lines = [_describe(e) for e in exc.errors()]
+        source = f" (file {path})" if toml_data else ""
+        msg = f"invalid configuration{source}: {len(lines)} problem(s)\n  " + "\n  ".join(lines)
+        raise ConfigError(msg) from None
+    except SettingsError as exc:
+        msg = f"invalid configuration: environment: {exc} (S2G_* values of lists and tables are JSON)"
+        raise ConfigError(msg) from None
+    finally:
+        if saved is not None:
+            os.environ.clear()
+            os.environ.update(saved)
+    if not resolved.input.bind and not resolved.input.connect:
+        msg = "invalid configuration: 1 problem(s)\n  input: no endpoint; set input.bind or input.connect"
+        raise ConfigError(msg)
+    return resolved
+
+
+def config_as_toml_keys(config: DaemonConfig) -> dict[str, Any]:
+    """Flat ``section.key -> value`` view (for check-config output and tests)."""
+    out: dict[str, Any] = {}
+    for name, value in config.model_dump().items():
+        if isinstance(value, dict) and name != "options":
+            for k, v in value.items():
+                out[f"{name}.{k}"] = v
+        else:
+            out[name] = value
+    return out
