@@ -1,0 +1,790 @@
+"""Synthetic DVS gestures: a moving body and arms per class, seen by a simulated 128x128 DVS.
+
+Conventions (written down once, tested in tests/test_synth.py):
+
+* The camera faces the subject and the image is **not mirrored**: the subject's *right* hand appears on
+  the image's *left* (small ``x``). Pixel ``(x, y)`` has ``x`` to the right and ``y`` down (row 0 at top).
+* "Clockwise" is as seen **by the camera**, i.e. on the image displayed with ``y`` down: the hand moves
+  right along the top of its circle. In image coordinates a clockwise path has a positive shoelace sum
+  ``sum(x_i * y_{i+1} - x_{i+1} * y_i)``.
+* Hence mirroring an image left-right turns the right arm into the left one and reverses the rotation:
+  labels swap 1 <-> 2, 3 <-> 6, 4 <-> 5 (:data:`MIRROR_LABEL`); 0, 7, 8, 9, 10 keep their label.
+
+The scene (:func:`scene_geometry`) is a torso, a head and two 2-link arms (capsules with soft edges) in
+"body units" scaled by the user's size, rendered at 1 kHz. The pixel model (:func:`_simulate`, numba)
+compares each pixel's log intensity with its reference level and emits one event per threshold crossing,
+timed by linear interpolation within the frame: contrast thresholds ~0.2 with per-pixel mismatch
+(sigma 0.03), a 0.5 ms refractory period, then background noise, hot pixels and timestamp jitter are
+added. Per user: body size and position, speed, amplitude, clothing and skin reflectance. Per lighting
+session: illumination, mean threshold, noise rate and jitter. Per take: frequency, amplitude, phase,
+body sway and idle-hand motion. Every random draw comes from ``SeedSequence([seed, user, session,
+label])``, so a dataset is the same whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+from s2gesture.daemon.card import GESTURE_CLASSES
+from s2gesture.daemon.events import EVENT_DTYPE, Events, Recording
+
+SENSOR_SIZE = (128, 128)
+FRAME_US = 1000  # rendering period: 1 kHz, events are timed within a frame by interpolation
+N_CLASSES = len(GESTURE_CLASSES)
+#: label -> label of the left-right mirrored gesture
+MIRROR_LABEL: dict[int, int] = {0: 0, 1: 2, 2: 1, 3: 6, 6: 3, 4: 5, 5: 4, 7: 7, 8: 8, 9: 9, 10: 10}
+
+Array = npt.NDArray[np.float64]
+
+
+# --- parameters ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lighting:
+    """A lighting condition: illumination (relative), mean contrast threshold, noise rate, jitter."""
+
+    illumination: float
+    threshold: float
+    noise_hz: float
+    jitter_us: float
+
+
+#: tonic's five DVS Gesture lighting tags -> sensor conditions
+LIGHTINGS: dict[str, Lighting] = {
+    "fluorescent": Lighting(illumination=0.6, threshold=0.21, noise_hz=0.4, jitter_us=40.0),
+    "fluorescent_led": Lighting(illumination=0.8, threshold=0.20, noise_hz=0.3, jitter_us=30.0),
+    "lab": Lighting(illumination=0.7, threshold=0.22, noise_hz=0.5, jitter_us=40.0),
+    "led": Lighting(illumination=1.0, threshold=0.19, noise_hz=0.2, jitter_us=25.0),
+    "natural": Lighting(illumination=0.35, threshold=0.23, noise_hz=0.9, jitter_us=60.0),
+}
+DARK_CURRENT = 0.02  # added to illumination x reflectance before the log: dim scenes lose contrast
+
+
+@dataclass(frozen=True)
+class User:
+    """One subject: size (px per body unit), torso centre (px), speed and amplitude factors, reflectances."""
+
+    user: int
+    scale_px: float
+    cx: float
+    cy: float
+    speed: float
+    amplitude: float
+    shirt: float
+    skin: float
+    background: float
+
+
+@dataclass(frozen=True)
+class Take:
+    """One performance of a gesture: frequency/amplitude factors, phase, sway and a seed for free motion."""
+
+    freq: float = 1.0
+    amp: float = 1.0
+    phase: float = 0.0
+    sway_px: float = 0.0
+    sway_hz: float = 0.3
+    bob_px: float = 0.0
+    idle_seed: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Camera:
+    """The sensor: per-pixel ON/OFF thresholds relative to the lighting mean, hot pixels, refractory."""
+
+    threshold_gain_on: npt.NDArray[np.float32]  # [H, W], mean 1
+    threshold_gain_off: npt.NDArray[np.float32]
+    hot_x: npt.NDArray[np.int64]
+    hot_y: npt.NDArray[np.int64]
+    hot_hz: npt.NDArray[np.float64]
+    refractory_us: float = 500.0
+
+
+def make_camera(seed: int, sensor_size: tuple[int, int] = SENSOR_SIZE, mismatch: float = 0.03) -> Camera:
+    """The dataset's one camera: threshold mismatch ``mismatch`` (absolute, at threshold 0.2) and hot pixels."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xCA3E7A]))
+    W, H = sensor_size
+    rel = mismatch / 0.2
+    gains = np.clip(1.0 + rel * rng.standard_normal((2, H, W)), 0.3, None).astype(np.float32)
+    n_hot = 5
+    return Camera(
+        threshold_gain_on=gains[0],
+        threshold_gain_off=gains[1],
+        hot_x=rng.integers(0, W, n_hot),
+        hot_y=rng.integers(0, H, n_hot),
+        hot_hz=rng.uniform(5.0, 60.0, n_hot),
+    )
+
+
+def make_user(seed: int, user: int) -> User:
+    """The subject ``user`` of dataset ``seed`` (body size, position, speed, amplitude, reflectances)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, user, 0x05E2]))
+    background = rng.uniform(0.15, 0.4)
+    # Clothing darker or brighter than the wall, never nearly equal to it (no edge at all).
+    shirt = rng.uniform(0.04, 0.09) if rng.random() < 0.5 else rng.uniform(0.6, 0.95)
+    skin = rng.uniform(0.45, 0.8)
+    return User(
+        user=user,
+        scale_px=rng.uniform(24.0, 32.0),
+        cx=63.5 + rng.uniform(-9.0, 9.0),
+        cy=80.0 + rng.uniform(-5.0, 7.0),
+        speed=rng.uniform(0.8, 1.25),
+        amplitude=rng.uniform(0.8, 1.15),
+        shirt=shirt,
+        skin=skin,
+        background=background,
+    )
+
+
+def make_take(rng: np.random.Generator) -> Take:
+    """Random take-to-take variation of one performance."""
+    return Take(
+        freq=float(np.clip(rng.normal(1.0, 0.1), 0.75, 1.3)),
+        amp=float(np.clip(rng.normal(1.0, 0.1), 0.75, 1.3)),
+        phase=float(rng.uniform(0.0, 2.0 * np.pi)),
+        sway_px=float(rng.uniform(-1.5, 1.5)),
+        sway_hz=float(rng.uniform(0.15, 0.6)),
+        bob_px=float(rng.uniform(0.0, 1.0)),
+        idle_seed=int(rng.integers(0, 2**31)),
+    )
+
+
+# --- the scene: body units, u to the image's right, v down; the subject's right side is u < 0 -----------
+
+SHOULDER = np.array([-0.55, -0.95])  # subject's right shoulder (mirror u for the left one)
+REST = np.array([-0.75, 0.45])  # right hand hanging at the hip
+UPPER_ARM, FOREARM = 0.8, 0.75
+# primitives in painting order: torso, head, R upper arm, L upper arm, R forearm, L forearm, R hand, L hand
+N_PRIMITIVES = 8
+
+Motion = Callable[[Array, Take, User], tuple[Array, Array, float, float]]
+
+
+def _idle(t: Array, take: Take, side: int, amount: float = 0.05) -> Array:
+    """Small slow wandering of a hand that does not gesture (deterministic per take and side)."""
+    rng = np.random.default_rng([take.idle_seed, side])
+    f = rng.uniform(0.2, 0.8, 2)
+    ph = rng.uniform(0.0, 2.0 * np.pi, 2)
+    return amount * np.stack(
+        [np.sin(2 * np.pi * f[0] * t + ph[0]), np.sin(2 * np.pi * f[1] * t + ph[1])], axis=1
+    )
+
+
+def _rest(t: Array, take: Take, side: int) -> Array:
+    return REST + _idle(t, take, side)
+
+
+def _omega(base_hz: float, take: Take, user: User) -> float:
+    return 2.0 * np.pi * base_hz * take.freq * user.speed
+
+
+def _clap(t: Array, take: Take, user: User) -> tuple[Array, Array, float, float]:
+    w = _omega(2.0, take, user)
+    sep = 0.07 + 0.42 * take.amp * user.amplitude * 0.5 * (1.0 + np.cos(w * t + take.phase))
+    v = -0.25 + 0.04 * np.sin(w * t + take.phase)
+    right = np.stack([-sep, v], axis=1)
+    left = np.stack([sep, v], axis=1)
+    return right, left, 1.0, 1.0
+
+
+def _right_wave(t: Array, take: Take, user: User) -> tuple[Array, Array, float, float]:
+    w = _omega(2.5, take, user)
+    a = 0.3 * take.amp * user.amplitude
+    right = np.stack([-0.85 + a * np.sin(w * t + take.phase), -1.75 + 0.05 * np.cos(2 * w * t)], axis=1)
+    return right, _rest(t, take, 1), -1.0, 1.0
+
+
+def _right_circle(direction: float) -> Motion:
+    def motion(t: Array, take: Take, user: User) -> tuple[Array, Array, float, float]:
+        # direction +1: theta grows, which is clockwise on the displayed image (y down).
+        w = _omega(1.0, take, user)
+        r = 0.72 * take.amp * user.amplitude
+        theta = direction * (w * t + take.phase)
+        right = np.stack([-0.72 + r * np.cos(theta), -0.95 + r * np.sin(theta)], axis=1)
+        return right, _rest(t, take, 1), 1.0, 1.0
+
+    return motion
+
+
+def _arm_roll(t: Array, take: Take, user: User) -> tuple[Array, Array, float, float]:
+    w = _omega(1.5, take, user)
+    r = 0.2 * take.amp * user.amplitude
+    theta = w * t + take.phase
+    c, s = np.cos(theta), np.sin(theta)
+    right = np.stack([-0.12 + r * c, -0.15 + r * s], axis=1)
+    left = np.stack([0.12 - r * c, -0.15 - r * s], axis=1)
+    return right, left, 1.0, 1.0
+
+
+def _air_drums(t: Array, take: Take, user: User) -> tuple[Array, Array, float, float]:
+    w = _omega(3.0, take, user)
+    a = 0.32 * take.amp * user.amplitude
+    right = np.stack([-0.45 + 0 * t, 0.35 - a * np.maximum(0.0, np.sin(w * t + take.phase))], axis=1)
+    left = np.stack([0.45 + 0 * t, 0.35 - a * np.maximum(0.0, np.sin(w * t + take.phase + np.pi))], axis=1)
+    return right, left, 1.0, 1.0
+
+
+def _air_guitar(t: Array, take: Take, user: User) -> tuple[Array, Array, float, float]:
+    w = _omega(4.0, take, user)
+    a = 0.18 * take.amp * user.amplitude
+    right = np.stack([-0.15 + 0.05 * np.sin(0.5 * w * t), 0.35 + a * np.sin(w * t + take.phase)], axis=1)
+    left = np.array([1.0, -0.45]) + _idle(t, take, 1, 0.03)
+    return right, left, 1.0, 1.0
+
+
+def _other(t: Array, take: Take, user: User) -> tuple[Array, Array, float, float]:
+    rng = np.random.default_rng([take.idle_seed, 99])
+    hands = []
+    for side in (-1.0, 1.0):
+        centre = np.array([side * rng.uniform(0.3, 0.8), rng.uniform(-0.7, 0.4)])
+        path = np.zeros((t.shape[0], 2))
+        for _ in range(3):
+            f = rng.uniform(0.25, 1.4, 2) * take.freq * user.speed
+            amp = rng.uniform(0.05, 0.22, 2) * take.amp * user.amplitude
+            ph = rng.uniform(0, 2 * np.pi, 2)
+            path[:, 0] += amp[0] * np.sin(2 * np.pi * f[0] * t + ph[0])
+            path[:, 1] += amp[1] * np.sin(2 * np.pi * f[1] * t + ph[1])
+        hands.append(centre + path)
+    return hands[0], hands[1], 1.0, 1.0
+
+
+def _mirrored(motion: Motion) -> Motion:
+    """The left-right mirror of a motion: arms swap sides, u changes sign, elbows bend the mirrored way."""
+
+    def mirrored(t: Array, take: Take, user: User) -> tuple[Array, Array, float, float]:
+        right, left, bend_r, bend_l = motion(t, take, user)
+        flip = np.array([-1.0, 1.0])
+        return left * flip, right * flip, bend_l, bend_r
+
+    return mirrored
+
+
+#: label -> motion(t_s, take, user) -> (right hand [F, 2], left hand [F, 2], right bend, left bend)
+MOTIONS: dict[int, Motion] = {
+    0: _clap,
+    1: _right_wave,
+    2: _mirrored(_right_wave),
+    3: _right_circle(+1.0),
+    4: _right_circle(-1.0),
+    5: _mirrored(_right_circle(-1.0)),
+    6: _mirrored(_right_circle(+1.0)),
+    7: _arm_roll,
+    8: _air_drums,
+    9: _air_guitar,
+    10: _other,
+}
+
+
+def _arm(shoulder: Array, hand: Array, bend: float) -> tuple[Array, Array]:
+    """Two-link inverse kinematics: elbow and (reach-clamped) hand for a shoulder and hand target [F, 2]."""
+    d_vec = hand - shoulder
+    d = np.linalg.norm(d_vec, axis=1, keepdims=True)
+    d = np.maximum(d, 1e-6)
+    direction = d_vec / d
+    reach = np.clip(d, abs(UPPER_ARM - FOREARM) + 1e-3, (UPPER_ARM + FOREARM) * 0.999)
+    cos_a = (UPPER_ARM**2 + reach**2 - FOREARM**2) / (2 * UPPER_ARM * reach)
+    ang = bend * np.arccos(np.clip(cos_a, -1.0, 1.0))
+    c, s = np.cos(ang), np.sin(ang)
+    rot = np.concatenate(
+        [direction[:, :1] * c - direction[:, 1:] * s, direction[:, :1] * s + direction[:, 1:] * c], axis=1
+    )
+    return shoulder + UPPER_ARM * rot, shoulder + direction * reach
+
+
+def scene_geometry(
+    label: int, user: User, take: Take, t_s: Array, *, mirror: bool = False
+) -> tuple[Any, Any]:
+    """Capsules per frame ``[F, 8, 5]`` (ax, ay, bx, by, radius in px) and their reflectances ``[8]``.
+
+    ``mirror`` reflects the whole scene about the sensor's vertical centre line (x -> W - 1 - x).
+    """
+    right, left, bend_r, bend_l = MOTIONS[label](t_s, take, user)
+    F = t_s.shape[0]
+    sway = (
+        np.stack(
+            [
+                take.sway_px * np.sin(2 * np.pi * take.sway_hz * t_s),
+                take.bob_px * np.sin(4 * np.pi * take.sway_hz * t_s + 1.0),
+            ],
+            axis=1,
+        )
+        / user.scale_px
+    )
+    sh_r = SHOULDER + sway
+    sh_l = SHOULDER * np.array([-1.0, 1.0]) + sway
+    # Elbows bend by +angle on the right arm and -angle on the left: mirror images of each other.
+    elbow_r, hand_r = _arm(sh_r, right + sway, bend_r)
+    elbow_l, hand_l = _arm(sh_l, left + sway, -bend_l)
+    neck, hip = np.array([0.0, -0.75]) + sway, np.array([0.0, 0.9]) + sway
+    head = np.array([0.0, -1.45]) + sway
+    seg = np.empty((F, N_PRIMITIVES, 5))
+    parts = [
+        (neck, hip, 0.45),
+        (head, head, 0.3),
+        (sh_r, elbow_r, 0.12),
+        (sh_l, elbow_l, 0.12),
+        (elbow_r, hand_r, 0.1),
+        (elbow_l, hand_l, 0.1),
+        (hand_r, hand_r, 0.15),
+        (hand_l, hand_l, 0.15),
+    ]
+    for i, (a, b, radius) in enumerate(parts):
+        seg[:, i, 0:2] = a
+        seg[:, i, 2:4] = b
+        seg[:, i, 4] = radius
+    seg[:, :, :4] *= user.scale_px
+    seg[:, :, 4] *= user.scale_px
+    seg[:, :, [0, 2]] += user.cx
+    seg[:, :, [1, 3]] += user.cy
+    if mirror:
+        seg[:, :, [0, 2]] = (SENSOR_SIZE[0] - 1) - seg[:, :, [0, 2]]
+    shade = np.array(
+        [user.shirt, user.skin, user.shirt, user.shirt, user.skin, user.skin, user.skin, user.skin]
+    )
+    return seg, shade
+
+
+# --- rendering and the DVS pixel model (numba) -----------------------------------------------------------
+
+
+@njit(cache=True)
+def _bbox(seg: Any, H: int, W: int) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = W, H, 0, 0
+    for p in range(seg.shape[0]):
+        r = seg[p, 4] + 1.0
+        x0 = min(x0, math.floor(min(seg[p, 0], seg[p, 2]) - r))
+        x1 = max(x1, math.ceil(max(seg[p, 0], seg[p, 2]) + r) + 1)
+        y0 = min(y0, math.floor(min(seg[p, 1], seg[p, 3]) - r))
+        y1 = max(y1, math.ceil(max(seg[p, 1], seg[p, 3]) + r) + 1)
+    return max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)
+
+
+@njit(cache=True)
+def _paint(canvas: Any, seg: Any, shade: Any) -> None:
+    """Composite soft-edged capsules (1 px anti-aliased border) over ``canvas``, in order."""
+    H, W = canvas.shape
+    for p in range(seg.shape[0]):
+        ax, ay, bx, by, r = seg[p, 0], seg[p, 1], seg[p, 2], seg[p, 3], seg[p, 4]
+        x0 = max(math.floor(min(ax, bx) - r - 1.0), 0)
+        x1 = min(math.ceil(max(ax, bx) + r + 1.0) + 1, W)
+        y0 = max(math.floor(min(ay, by) - r - 1.0), 0)
+        y1 = min(math.ceil(max(ay, by) + r + 1.0) + 1, H)
+        dx, dy = bx - ax, by - ay
+        ll = dx * dx + dy * dy
+        for y in range(y0, y1):
+            for x in range(x0, x1):
+                px, py = x - ax, y - ay
+                h = 0.0
+                if ll > 0.0:
+                    h = min(max((px * dx + py * dy) / ll, 0.0), 1.0)
+                qx, qy = px - h * dx, py - h * dy
+                alpha = r + 0.5 - math.sqrt(qx * qx + qy * qy)
+                if alpha <= 0.0:
+                    continue
+                if alpha > 1.0:
+                    alpha = 1.0
+                canvas[y, x] = canvas[y, x] * (1.0 - alpha) + shade[p] * alpha
+
+
+@njit(cache=True)
+def _render(seg: Any, shade: Any, background: Any, frames: Any) -> Any:
+    """Reflectance images ``[len(frames), H, W]`` of the given frame indices (for tests and `show`)."""
+    H, W = background.shape
+    out = np.empty((frames.shape[0], H, W))
+    for i in range(frames.shape[0]):
+        canvas = background.copy()
+        _paint(canvas, seg[frames[i]], shade)
+        out[i] = canvas
+    return out
+
+
+@njit(cache=True)
+def _simulate(
+    seg: Any,
+    shade: Any,
+    background: Any,
+    illumination: float,
+    dark: float,
+    thr_on: Any,
+    thr_off: Any,
+    refractory_us: float,
+    frame_us: float,
+    out_x: Any,
+    out_y: Any,
+    out_p: Any,
+    out_t: Any,
+) -> int:
+    """Render every frame and run the DVS pixel model; returns the event count (may exceed the buffers)."""
+    F = seg.shape[0]
+    H, W = background.shape
+    cap = out_x.shape[0]
+    canvas = background.copy()
+    previous = background.copy()  # reflectance at the previous frame
+    log_prev = np.log(illumination * background + dark)
+    reference = log_prev.copy()
+    last_t = np.full((H, W), -1e18)
+    n = 0
+    bx0, by0, bx1, by1 = 0, 0, 0, 0
+    for f in range(F):
+        cx0, cy0, cx1, cy1 = _bbox(seg[f], H, W)
+        # Only the union of this frame's and the previous frame's figure can change.
+        x0, y0 = min(cx0, bx0) if f else cx0, min(cy0, by0) if f else cy0
+        x1, y1 = max(cx1, bx1) if f else cx1, max(cy1, by1) if f else cy1
+        bx0, by0, bx1, by1 = cx0, cy0, cx1, cy1
+        for y in range(y0, y1):
+            for x in range(x0, x1):
+                canvas[y, x] = background[y, x]
+        _paint(canvas, seg[f], shade)
+        t_frame = (f - 1) * frame_us  # the change from frame f-1 to f happens during [t_frame, t_frame + dt)
+        for y in range(y0, y1):
+            for x in range(x0, x1):
+                value = canvas[y, x]
+                if value == previous[y, x]:
+                    continue
+                previous[y, x] = value
+                l1 = math.log(illumination * value + dark)
+                l0 = log_prev[y, x]
+                log_prev[y, x] = l1
+                if f == 0:
+                    reference[y, x] = l1
+                    continue
+                ref = reference[y, x]
+                span = l1 - l0
+                c_on = thr_on[y, x]
+                c_off = thr_off[y, x]
+                while l1 - ref >= c_on:
+                    ref += c_on
+                    frac = min(max((ref - l0) / span, 0.0), 1.0) if span != 0.0 else 1.0
+                    te = t_frame + frac * frame_us
+                    if te - last_t[y, x] >= refractory_us:
+                        last_t[y, x] = te
+                        if n < cap:
+                            out_x[n], out_y[n], out_p[n], out_t[n] = x, y, True, te
+                        n += 1
+                while ref - l1 >= c_off:
+                    ref -= c_off
+                    frac = min(max((ref - l0) / span, 0.0), 1.0) if span != 0.0 else 1.0
+                    te = t_frame + frac * frame_us
+                    if te - last_t[y, x] >= refractory_us:
+                        last_t[y, x] = te
+                        if n < cap:
+                            out_x[n], out_y[n], out_p[n], out_t[n] = x, y, False, te
+                        n += 1
+                reference[y, x] = ref
+    return n
+
+
+def _background(rng: np.random.Generator, level: float, sensor_size: tuple[int, int]) -> Array:
+    """A static wall: smooth low-frequency texture around ``level`` (static, so it makes no events)."""
+    W, H = sensor_size
+    coarse = rng.uniform(0.75, 1.25, (6, 6))
+    ys = np.linspace(0, 5, H)
+    xs = np.linspace(0, 5, W)
+    rows = np.array([np.interp(xs, np.arange(6), coarse[i]) for i in range(6)])
+    img = np.array([np.interp(ys, np.arange(6), rows[:, j]) for j in range(W)]).T
+    return np.ascontiguousarray(level * img)
+
+
+def lighting_of(session: str) -> Lighting:
+    """The lighting of a session tag (``led``, ``natural2``...: trailing digits mark a repeat)."""
+    base = session.rstrip("0123456789")
+    if base not in LIGHTINGS:
+        msg = f"lighting: unknown tag {session!r}; known: {', '.join(LIGHTINGS)} (optionally followed by digits)"
+        raise ValueError(msg)
+    return LIGHTINGS[base]
+
+
+def session_lightings(user: int, repeats: int) -> list[str]:
+    """Lighting tags of a user's ``repeats`` sessions (rotating through the five, then numbered)."""
+    names = list(LIGHTINGS)
+    out = []
+    for k in range(repeats):
+        name = names[(user + k) % len(names)]
+        out.append(name if k < len(names) else f"{name}{k // len(names) + 1}")
+    return out
+
+
+def simulate(
+    label: int,
+    user: User,
+    lighting: Lighting,
+    camera: Camera,
+    take: Take,
+    rng: np.random.Generator,
+    *,
+    duration_s: float = 6.0,
+    t0_us: int = 0,
+    mirror: bool = False,
+    noise: bool = True,
+) -> Events:
+    """Events (µs, sorted) of one take of gesture ``label``; times start at ``t0_us``."""
+    W, H = SENSOR_SIZE
+    n_frames = round(duration_s * 1e6 / FRAME_US) + 1
+    t_s = np.arange(n_frames) * (FRAME_US * 1e-6)
+    seg, shade = scene_geometry(label, user, take, t_s, mirror=mirror)
+    background = _background(rng, user.background, SENSOR_SIZE)
+    if mirror:
+        background = np.ascontiguousarray(background[:, ::-1])
+    thr_on = (lighting.threshold * camera.threshold_gain_on).astype(np.float64)
+    thr_off = (lighting.threshold * camera.threshold_gain_off).astype(np.float64)
+    cap = max(200_000, int(400_000 * duration_s))
+    while True:
+        xs = np.empty(cap, np.int16)
+        ys = np.empty(cap, np.int16)
+        ps = np.empty(cap, np.bool_)
+        ts = np.empty(cap, np.float64)
+        n = _simulate(
+            seg, shade, background, lighting.illumination, DARK_CURRENT, thr_on, thr_off,
+            camera.refractory_us, float(FRAME_US), xs, ys, ps, ts,
+        )  # fmt: skip
+        if n <= cap:
+            break
+        cap = int(n * 1.1)
+    t_us = ts[:n] + rng.normal(0.0, lighting.jitter_us, n)
+    parts = [(xs[:n], ys[:n], ps[:n], t_us)]
+    duration_us = (n_frames - 1) * FRAME_US
+    if noise:
+        # Background activity: Poisson in space and time, either polarity.
+        n_bg = rng.poisson(lighting.noise_hz * W * H * duration_s)
+        parts.append(
+            (
+                rng.integers(0, W, n_bg).astype(np.int16),
+                rng.integers(0, H, n_bg).astype(np.int16),
+                rng.random(n_bg) < 0.5,
+                rng.uniform(0, duration_us, n_bg),
+            )
+        )
+        for hx, hy, hz in zip(camera.hot_x, camera.hot_y, camera.hot_hz, strict=True):
+            k = rng.poisson(hz * duration_s)
+            parts.append(
+                (
+                    np.full(k, hx, np.int16),
+                    np.full(k, hy, np.int16),
+                    rng.random(k) < 0.5,
+                    rng.uniform(0, duration_us, k),
+                )
+            )
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    p = np.concatenate([p[2] for p in parts])
+    t = np.clip(np.round(np.concatenate([p[3] for p in parts])), 0, duration_us - 1).astype(np.int64)
+    order = np.argsort(t, kind="stable")
+    events = np.empty(order.shape[0], dtype=EVENT_DTYPE)
+    events["x"], events["y"], events["p"], events["t"] = x[order], y[order], p[order], t[order] + t0_us
+    return events
+
+
+def render_frames(
+    label: int, user: User, take: Take, frames: Sequence[int], *, mirror: bool = False
+) -> Array:
+    """Reflectance images ``[len(frames), H, W]`` of the scene at 1 kHz frame indices (flat grey wall)."""
+    frames_arr = np.asarray(frames, dtype=np.int64)
+    t_s = np.arange(int(frames_arr.max()) + 1) * (FRAME_US * 1e-6)
+    seg, shade = scene_geometry(label, user, take, t_s, mirror=mirror)
+    wall = np.full(SENSOR_SIZE[::-1], user.background)
+    return np.asarray(_render(seg, shade, wall, frames_arr))
+
+
+# --- datasets -------------------------------------------------------------------------------------------
+
+GAP_US = 500_000  # pause between gestures of one session (in AEDAT files)
+SESSION_START_US = 1_000_000
+
+
+@dataclass(frozen=True)
+class SessionJob:
+    """One user's session under one lighting: all 11 gestures, written as 11 npy files (+ AEDAT)."""
+
+    seed: int
+    split: str
+    user: int
+    session: int
+    lighting: str
+    duration_s: float
+    out: str
+    aedat: bool
+
+
+def recording(seed: int, user: int, session: int, lighting: str, label: int, duration_s: float) -> Recording:
+    """One synthetic recording, fully determined by its arguments."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, user, session, label]))
+    take = make_take(rng)
+    u = make_user(seed, user)
+    t0 = SESSION_START_US + label * (int(duration_s * 1e6) + GAP_US)
+    events = simulate(
+        label, u, lighting_of(lighting), make_camera(seed), take, rng, duration_s=duration_s, t0_us=t0
+    )
+    meta = {"user": user, "lighting": lighting, "session": session, "seed": seed, "synthetic": True}
+    return Recording(events, SENSOR_SIZE, label=label, name=f"user{user:02d}_{lighting}/{label}", meta=meta)
+
+
+def run_session(job: SessionJob) -> tuple[int, float]:
+    """Generate and write one session; returns (events written, seconds spent)."""
+    from .datasets import tonic_layout
+
+    start = time.perf_counter()
+    recs = [
+        recording(job.seed, job.user, job.session, job.lighting, lab, job.duration_s)
+        for lab in range(N_CLASSES)
+    ]
+    for rec in recs:
+        tonic_layout.write_sample(job.out, job.split, job.user, job.lighting, int(rec.label or 0), rec.events)
+    if job.aedat:
+        from .datasets import aedat3
+
+        segments = [
+            (int(r.label or 0), int(r.events["t"][0]), int(r.events["t"][-1]) + 1) for r in recs if len(r)
+        ]
+        folder = Path(job.out) / "aedat" / job.split
+        name = tonic_layout.session_name(job.user, job.lighting)
+        events = np.concatenate([r.events for r in recs])
+        aedat3.write_session(folder / f"{name}.aedat", folder / f"{name}_labels.csv", events, segments)
+    return sum(len(r) for r in recs), time.perf_counter() - start
+
+
+def plan_jobs(
+    out: str | Path,
+    train_users: int,
+    test_users: int,
+    seed: int,
+    duration_s: float,
+    repeats: int,
+    aedat: bool,
+) -> list[SessionJob]:
+    """Sessions of a dataset: train users 1..N, test users N+1..N+M, ``repeats`` lightings each."""
+    jobs = []
+    for user in range(1, train_users + test_users + 1):
+        split = "train" if user <= train_users else "test"
+        for session, lighting in enumerate(session_lightings(user, repeats)):
+            jobs.append(SessionJob(seed, split, user, session, lighting, duration_s, str(out), aedat))
+    return jobs
+
+
+def generate(
+    out: str | Path,
+    train_users: int,
+    test_users: int,
+    seed: int,
+    *,
+    duration_s: float = 6.0,
+    repeats: int = 2,
+    aedat: bool = False,
+    workers: int = 2,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write a synthetic dataset in tonic's layout under ``out``; returns a summary."""
+    from tqdm import tqdm
+
+    from .datasets import tonic_layout
+
+    jobs = plan_jobs(out, train_users, test_users, seed, duration_s, repeats, aedat)
+    tonic_layout.write_markers(out)
+    start = time.perf_counter()
+    total_events, busy_s = 0, 0.0
+    bar = tqdm(total=len(jobs) * N_CLASSES, unit="rec", disable=not progress, desc="synth")
+    if workers <= 1:
+        for job in jobs:
+            n, s = run_session(job)
+            total_events, busy_s = total_events + n, busy_s + s
+            bar.update(N_CLASSES)
+    else:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(run_session, job) for job in jobs]
+            for fut in cf.as_completed(futures):
+                n, s = fut.result()
+                total_events, busy_s = total_events + n, busy_s + s
+                bar.update(N_CLASSES)
+    bar.close()
+    n_rec = len(jobs) * N_CLASSES
+    return {
+        "recordings": n_rec,
+        "events": total_events,
+        "wall_s": time.perf_counter() - start,
+        "seconds_per_recording_one_core": busy_s / max(n_rec, 1),
+        "train_files": tonic_layout.count_samples(out, "train") if train_users else 0,
+        "test_files": tonic_layout.count_samples(out, "test") if test_users else 0,
+    }
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``s2gesture synth``: generate a synthetic DVS gesture dataset in tonic's layout."""
+    from .datasets import tonic_layout
+
+    parser = argparse.ArgumentParser(
+        prog="s2gesture synth",
+        description="Generate synthetic DVS128 gesture recordings (11 classes) in tonic's DVSGesture layout: "
+        "OUT/DVSGesture/ibmGestureTrain|ibmGestureTest/userNN_<lighting>/<label>.npy, loadable with "
+        "tonic.datasets.DVSGesture(save_to=OUT). Test users never appear in training.",
+    )
+    parser.add_argument("--out", required=True, help="dataset root (tonic's save_to)")
+    parser.add_argument("--train-users", type=int, required=True, help="number of training users (ids 1..N)")
+    parser.add_argument("--test-users", type=int, required=True, help="number of test users (ids N+1..N+M)")
+    parser.add_argument("--seed", type=int, required=True, help="dataset seed: same seed, same files")
+    parser.add_argument("--duration-s", type=float, default=6.0, help="seconds per recording (default 6.0)")
+    parser.add_argument("--repeats", type=int, default=2, help="lighting sessions per user (default 2)")
+    parser.add_argument(
+        "--aedat",
+        action="store_true",
+        help="also write OUT/aedat/<split>/userNN_<lighting>.aedat + _labels.csv",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    for name in ("train_users", "test_users", "repeats", "workers"):
+        if getattr(args, name) < (1 if name in ("repeats", "workers") else 0):
+            parser.error(
+                f"--{name.replace('_', '-')} must be >= {1 if name in ('repeats', 'workers') else 0}"
+            )
+    if args.duration_s <= 0.0:
+        parser.error("--duration-s must be > 0")
+    summary = generate(
+        args.out, args.train_users, args.test_users, args.seed, duration_s=args.duration_s,
+        repeats=args.repeats, aedat=args.aedat, workers=args.workers, progress=not args.quiet,
+    )  # fmt: skip
+    print(
+        f"wrote {summary['recordings']} recordings ({summary['events']} events) to {args.out} in "
+        f"{summary['wall_s']:.1f} s ({summary['seconds_per_recording_one_core']:.2f} s per recording per core)"
+    )
+    for split in ("train", "test"):
+        n = summary[f"{split}_files"]
+        if 0 < n < tonic_layout.TONIC_MIN_FILES:
+            print(
+                f"note: the {split} split has {n} files; tonic.datasets.DVSGesture only uses a folder with >= "
+                f"{tonic_layout.TONIC_MIN_FILES} (it downloads otherwise): add users or --repeats",
+                file=sys.stderr,
+            )
+    return 0
+
+
+__all__ = [
+    "LIGHTINGS",
+    "MIRROR_LABEL",
+    "MOTIONS",
+    "Camera",
+    "Lighting",
+    "Take",
+    "User",
+    "generate",
+    "make_camera",
+    "make_take",
+    "make_user",
+    "recording",
+    "render_frames",
+    "scene_geometry",
+    "simulate",
+]
