@@ -42,8 +42,9 @@ class RunResult:
 
     #: spikes of the output population(s), uint8 ``[T_out, n_out]``
     output_spikes: np.ndarray
-    #: spikes per NIR neuron-node name, uint8 ``[T_out, n]`` (only when "spikes" was recorded)
-    spikes: dict[str, np.ndarray] = field(default_factory=dict)
+    #: spikes per NIR neuron-node name, uint8 ``[T_out, n]`` (only when "spikes" was recorded; a read-only
+    #: mapping whose arrays the emulator reorders to NIR (C,H,W) order on first access)
+    spikes: Mapping[str, np.ndarray] = field(default_factory=dict)
     #: membrane voltage after the tick's reset, chip units (NIR units = chip v / v_scale), float32 ``[T_out, n]``
     voltages: dict[str, np.ndarray] = field(default_factory=dict)
     ticks: int = 0

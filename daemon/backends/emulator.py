@@ -18,6 +18,7 @@ bit-identical to reference.py (tests/test_emulator_equivalence.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,74 +59,120 @@ def _kernels() -> dict[str, Any]:
                 return hi if err > 0.0 else lo
         return f
 
-    @nb.njit(cache=True, nogil=True)
-    def scatter(spk, shift, src_ptr, run_tgt, run_w0, run_len, wflat, acc):  # pragma: no cover - compiled
-        T = spk.shape[0]
-        n_src = spk.shape[1]
+    @nb.njit(cache=True, nogil=True, boundscheck=False)
+    def add_spikes(acc, idx, lo, hi, src_ptr, run_tgt, run_w0, run_len, wflat):  # pragma: no cover - compiled
+        # unsigned indices: numba then knows they are >= 0, skips negative-index wraparound and LLVM
+        # vectorises the run (a contiguous int32 add)
         events = 0
-        for t in range(T - shift):
-            row = acc[t + shift]
-            srow = spk[t]
-            for j in range(n_src):
-                if srow[j]:
-                    for r in range(src_ptr[j], src_ptr[j + 1]):
-                        tg = run_tgt[r]
-                        w0 = run_w0[r]
-                        ln = run_len[r]
-                        for k in range(ln):
-                            row[tg + k] += wflat[w0 + k]
-                        events += ln
+        for q in range(lo, hi):
+            j = idx[q]
+            for r in range(src_ptr[j], src_ptr[j + 1]):
+                tg = np.uint64(run_tgt[r])
+                w0 = np.uint64(run_w0[r])
+                ln = np.uint64(run_len[r])
+                for k in range(ln):
+                    acc[tg + np.uint64(k)] += wflat[w0 + np.uint64(k)]
+                events += run_len[r]  # int64: mixing in the uint64 would make numba count in float64
         return events
 
-    @nb.njit(cache=True, nogil=True)
-    def lif_scan(acc, alpha, thr, ioff, zero_reset, ge, fma, spk_out, v_out, record_v):  # pragma: no cover
-        T, n = acc.shape
+    @nb.njit(cache=True, nogil=True, boundscheck=False)
+    def compact(row, n, out_idx, c):  # pragma: no cover - compiled
+        # spike list of one tick: skip 8 silent neurons at a time (most words are zero at a few % activity)
+        words = row.view(np.uint64)
+        for w in range(words.size):
+            if words[w] != 0:
+                base = w * 8
+                for i in range(base, min(base + 8, n)):
+                    if row[i]:
+                        out_idx[c] = i
+                        c += 1
+        return c
+
+    @nb.njit(cache=True, nogil=True, boundscheck=False)
+    def lists_of(spk, n, out_idx, out_ptr):  # pragma: no cover - compiled
+        c = 0
+        for t in range(spk.shape[0]):
+            c = compact(spk[t], n, out_idx, c)
+            out_ptr[t + 1] = c
+        return c
+
+    @nb.njit(cache=True, nogil=True, boundscheck=False)
+    def lif_layer(idx, ptr, shift, src_ptr, run_tgt, run_w0, run_len, wflat,
+                  alpha, thr, ioff, zero_reset, ge, fma, spk_out, v_out, record_v, out_idx, out_ptr):  # pragma: no cover
+        # per tick: integer input from the sources' spikes of tick t - shift (a row that stays in L1),
+        # then the float32 update of every neuron, then the spike list that the next layer consumes
+        T = spk_out.shape[0]
+        n = alpha.size
+        acc = np.zeros(n, dtype=np.int32)
         v = np.zeros(n, dtype=np.float32)
         zero = np.float32(0.0)
+        events = 0
+        c = 0
         for t in range(T):
-            a_t = acc[t]
+            acc[:] = 0
+            ts = t - shift
+            if ts >= 0:
+                events += add_spikes(acc, idx, ptr[ts], ptr[ts + 1], src_ptr, run_tgt, run_w0, run_len, wflat)
             s_t = spk_out[t]
             if fma:
                 for i in range(n):
-                    x = fma32(alpha[i], v[i], np.float32(a_t[i])) + ioff[i]
+                    x = fma32(alpha[i], v[i], np.float32(acc[i])) + ioff[i]
                     f = (x >= thr[i]) if ge else (x > thr[i])
                     v[i] = (zero if zero_reset else x - thr[i]) if f else x
-                    s_t[i] = f
+                    s_t[i] = 1 if f else 0
             elif ge:
                 for i in range(n):
-                    x = alpha[i] * v[i] + np.float32(a_t[i])
+                    x = alpha[i] * v[i] + np.float32(acc[i])
                     x = x + ioff[i]
                     f = x >= thr[i]
                     r = zero if zero_reset else x - thr[i]
                     v[i] = r if f else x
-                    s_t[i] = f
+                    s_t[i] = 1 if f else 0
             else:
                 for i in range(n):
-                    x = alpha[i] * v[i] + np.float32(a_t[i])
+                    x = alpha[i] * v[i] + np.float32(acc[i])
                     x = x + ioff[i]
                     f = x > thr[i]
                     r = zero if zero_reset else x - thr[i]
                     v[i] = r if f else x
-                    s_t[i] = f
+                    s_t[i] = 1 if f else 0
             if record_v:
                 v_out[t] = v
+            c = compact(s_t, n, out_idx, c)
+            out_ptr[t + 1] = c
+        return events
 
-    @nb.njit(cache=True, nogil=True)
-    def cuba_scan(pos, neg, alpha, exc, inh, thr, ioff, zero_reset, ge, fma, updated, spk_out, v_out, record_v):  # pragma: no cover
-        T, n = pos.shape
+    @nb.njit(cache=True, nogil=True, boundscheck=False)
+    def cuba_layer(idx, ptr, shift, src_ptr, run_tgt, run_w0, run_len, wflat,
+                   nsrc_ptr, nrun_tgt, nrun_w0, nrun_len, nwflat,
+                   alpha, exc, inh, thr, ioff, zero_reset, ge, fma, updated,
+                   spk_out, v_out, record_v, out_idx, out_ptr):  # pragma: no cover
+        T = spk_out.shape[0]
+        n = alpha.size
+        pos = np.zeros(n, dtype=np.int32)
+        neg = np.zeros(n, dtype=np.int32)
         v = np.zeros(n, dtype=np.float32)
         ie = np.zeros(n, dtype=np.float32)
         ii = np.zeros(n, dtype=np.float32)
         zero = np.float32(0.0)
+        events = 0
+        c = 0
         for t in range(T):
+            pos[:] = 0
+            neg[:] = 0
+            ts = t - shift
+            if ts >= 0:
+                events += add_spikes(pos, idx, ptr[ts], ptr[ts + 1], src_ptr, run_tgt, run_w0, run_len, wflat)
+                events += add_spikes(neg, idx, ptr[ts], ptr[ts + 1], nsrc_ptr, nrun_tgt, nrun_w0, nrun_len, nwflat)
+            s_t = spk_out[t]
             for i in range(n):
                 old = ie[i] - ii[i]
                 if fma:
-                    ie[i] = fma32(exc[i], ie[i], np.float32(pos[t, i]))
-                    ii[i] = fma32(inh[i], ii[i], np.float32(neg[t, i]))
+                    ie[i] = fma32(exc[i], ie[i], np.float32(pos[i]))
+                    ii[i] = fma32(inh[i], ii[i], np.float32(neg[i]))
                 else:
-                    ie[i] = exc[i] * ie[i] + np.float32(pos[t, i])
-                    ii[i] = inh[i] * ii[i] + np.float32(neg[t, i])
+                    ie[i] = exc[i] * ie[i] + np.float32(pos[i])
+                    ii[i] = inh[i] * ii[i] + np.float32(neg[i])
                 cur = (ie[i] - ii[i]) if updated else old
                 if fma:
                     x = fma32(alpha[i], v[i], cur)
@@ -134,11 +181,14 @@ def _kernels() -> dict[str, Any]:
                 x = x + ioff[i]
                 f = (x >= thr[i]) if ge else (x > thr[i])
                 v[i] = (zero if zero_reset else x - thr[i]) if f else x
-                spk_out[t, i] = f
+                s_t[i] = 1 if f else 0
             if record_v:
                 v_out[t] = v
+            c = compact(s_t, n, out_idx, c)
+            out_ptr[t + 1] = c
+        return events
 
-    _KERNELS.update(fma32=fma32, scatter=scatter, lif_scan=lif_scan, cuba_scan=cuba_scan)
+    _KERNELS.update(fma32=fma32, add_spikes=add_spikes, compact=compact, lists_of=lists_of, lif_layer=lif_layer, cuba_layer=cuba_layer)
     return _KERNELS
 
 
@@ -235,22 +285,45 @@ def build_runs(src: np.ndarray, tgt: np.ndarray, w: np.ndarray, n_src: int) -> S
     run_src = src[starts]
     src_ptr = np.zeros(n_src + 1, dtype=np.int64)
     np.add.at(src_ptr, run_src + 1, 1)
+    # conv runs repeat the same kernel slices for every source position: store each distinct weight
+    # sequence once, so the weights a chunk touches stay in L1 instead of streaming megabytes per tick
+    segments: dict[bytes, int] = {}
+    pieces: list[np.ndarray] = []
+    w0 = np.empty(starts.size, dtype=np.int64)
+    offset = 0
+    w32 = w.astype(np.int32)
+    for r, (a, ln) in enumerate(zip(starts.tolist(), lengths.tolist(), strict=True)):
+        seg = w32[a : a + ln]
+        key = seg.tobytes()
+        at = segments.get(key)
+        if at is None:
+            at = segments[key] = offset
+            pieces.append(seg)
+            offset += ln
+        w0[r] = at
+    wflat = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
     return SynapseRuns(
-        np.cumsum(src_ptr), tgt[starts].astype(np.int64), starts.astype(np.int64), lengths.astype(np.int64),
-        np.ascontiguousarray(w, dtype=np.int32), int(src.size),
+        np.cumsum(src_ptr), tgt[starts].astype(np.int64), w0, lengths.astype(np.int64),
+        np.ascontiguousarray(wflat, dtype=np.int32), int(src.size),
     )
 
 
 @dataclass
 class PlannedPopulation:
-    """A population prepared for the fast path: layout, parameters in layout order, incoming runs."""
+    """A population prepared for the fast path: layout, parameters in layout order, incoming runs.
+
+    Incoming projections are merged into one synapse table over a combined source index space
+    (``offsets[source]`` + the source's internal index), so one kernel call handles any fan-in.
+    """
 
     pop: Population
     to_internal: np.ndarray
     params: dict[str, np.ndarray]
-    #: (source name, runs) for LIF; for CubaLIF the runs hold positive and negative weights separately
-    runs: list[tuple[str, SynapseRuns]]
-    runs_neg: list[tuple[str, SynapseRuns]]
+    sources: tuple[str, ...]
+    offsets: tuple[int, ...]
+    runs: SynapseRuns
+    #: CubaLIF: negative weights (as magnitudes) go to the inhibitory current; LIF: empty table
+    runs_neg: SynapseRuns
 
 
 def plan_network(net: ChipNetwork) -> dict[str, PlannedPopulation]:
@@ -267,25 +340,58 @@ def plan_network(net: ChipNetwork) -> dict[str, PlannedPopulation]:
             for k in ("threshold", "alpha_decay", "i_offset", "exc_decay", "inh_decay")
             if getattr(pop, k) is not None
         }
-        bound = sum(p.fan_in_bound() for p in net.incoming(name))
+        incoming = net.incoming(name)
+        bound = sum(p.fan_in_bound() for p in incoming)
         if bound >= 2**31:
             msg = f"population {name!r}: |synaptic input| can reach {bound}, beyond the int32 accumulator"
             raise BackendError(msg)
-        runs, runs_neg = [], []
-        cuba = pop.model == "lif_curr_exp_no_delay"
-        for proj in net.incoming(name):
+        sources = tuple(dict.fromkeys(p.source for p in incoming))
+        offsets, total = [], 0
+        for src in sources:
+            offsets.append(total)
+            total += net.populations[src].n
+        parts = []
+        for proj in incoming:
             s, t, w = synapse_list(proj)
-            s_int = orders[proj.source][s]
-            t_int = orders[name][t]
-            n_src = net.populations[proj.source].n
-            if cuba:
-                pos, neg = w > 0, w < 0
-                runs.append((proj.source, build_runs(s_int[pos], t_int[pos], w[pos], n_src)))
-                runs_neg.append((proj.source, build_runs(s_int[neg], t_int[neg], -w[neg], n_src)))
-            else:
-                runs.append((proj.source, build_runs(s_int, t_int, w, n_src)))
-        plans[name] = PlannedPopulation(pop, orders[name], params, runs, runs_neg)
+            off = offsets[sources.index(proj.source)]
+            parts.append((orders[proj.source][s] + off, orders[name][t], w))
+        s_all = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+        t_all = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+        w_all = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int32)
+        if pop.model == "lif_curr_exp_no_delay":
+            pos, neg = w_all > 0, w_all < 0
+            runs = build_runs(s_all[pos], t_all[pos], w_all[pos], total)
+            runs_neg = build_runs(s_all[neg], t_all[neg], -w_all[neg], total)
+        else:
+            runs = build_runs(s_all, t_all, w_all, total)
+            runs_neg = build_runs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32), total)
+        plans[name] = PlannedPopulation(pop, orders[name], params, sources, tuple(offsets), runs, runs_neg)
     return plans
+
+
+def spike_lists(spk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 ``[T, n]`` -> (neuron indices int32, per-tick start pointers int64 ``[T+1]``)."""
+    T, n = spk.shape
+    padded = np.zeros((T, -(-n // 8) * 8), dtype=np.uint8)
+    padded[:, :n] = spk
+    out_idx = np.empty(int(np.count_nonzero(spk)), dtype=np.int32)
+    out_ptr = np.zeros(T + 1, dtype=np.int64)
+    _kernels()["lists_of"](padded, n, out_idx, out_ptr)
+    return out_idx, out_ptr
+
+
+def merge_lists(lists: list[tuple[np.ndarray, np.ndarray]], offsets: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Spike lists of several sources -> one list over the combined index space, tick by tick."""
+    if len(lists) == 1 and offsets[0] == 0:
+        return lists[0]
+    T = lists[0][1].size - 1
+    ticks = [np.repeat(np.arange(T), np.diff(ptr)) for _, ptr in lists]
+    idx = np.concatenate([i.astype(np.int64) + off for (i, _), off in zip(lists, offsets, strict=True)])
+    order = np.argsort(np.concatenate(ticks), kind="stable")
+    ptr = np.zeros(T + 1, dtype=np.int64)
+    for _, p in lists:
+        ptr += p
+    return idx[order].astype(np.int32), ptr
 
 
 def check_chunk(net: ChipNetwork, spikes: Any, record: Any) -> np.ndarray:
@@ -317,40 +423,89 @@ def run_fast(net: ChipNetwork, plans: dict[str, PlannedPopulation], spikes: np.n
     T = spikes.shape[0]
     ticks = T + net.latency_ticks
     shift = 1 + int(opts.conn_delay)
+    n_in = net.populations[net.input_name].n
+    inp = np.zeros((ticks, -(-n_in // 8) * 8), dtype=np.uint8)
+    inp[:T, :n_in] = spikes.reshape(T, -1)
+    in_idx = np.empty(int(np.count_nonzero(spikes)), dtype=np.int32)
+    in_ptr = np.zeros(ticks + 1, dtype=np.int64)
+    k["lists_of"](inp, n_in, in_idx, in_ptr)
+    lists = {net.input_name: (in_idx, in_ptr)}
     internal: dict[str, np.ndarray] = {}
-    inp = np.zeros((ticks, net.populations[net.input_name].n), dtype=np.uint8)
-    inp[:T] = spikes.reshape(T, -1)
-    internal[net.input_name] = inp
     record_v = "v" in record
     zero_reset = opts.reset == "ZERO"
     ge = opts.threshold_op == ">="
     events = 0
     voltages: dict[str, np.ndarray] = {}
-    assert net.feedforward_order is not None  # noqa: S101 - run_fast is only called for feed-forward graphs
+    if net.feedforward_order is None:
+        msg = "run_fast needs a feed-forward graph; recurrent graphs run the per-tick path"
+        raise BackendError(msg)
     for name in net.feedforward_order:
         if name not in plans:
             continue
         plan = plans[name]
         n = plan.pop.n
-        spk = np.zeros((ticks, n), dtype=np.uint8)
-        v_out = np.zeros((ticks, n) if record_v else (1, 1), dtype=np.float32)
-        acc = np.zeros((ticks, n), dtype=np.int32)
-        for src, runs in plan.runs:
-            events += k["scatter"](internal[src], shift, runs.src_ptr, runs.run_tgt, runs.run_w0, runs.run_len, runs.wflat, acc)
-        p = plan.params
+        # rows padded to whole 64-bit words so the spike-list pass can skip 8 silent neurons at once
+        spk = np.zeros((ticks, -(-n // 8) * 8), dtype=np.uint8)
+        v_out = np.zeros((ticks, n) if record_v else (1, n), dtype=np.float32)
+        out_idx = np.empty(ticks * n, dtype=np.int32)
+        out_ptr = np.zeros(ticks + 1, dtype=np.int64)
+        idx, ptr = merge_lists([lists[s] for s in plan.sources], plan.offsets)
+        r, q, p = plan.runs, plan.runs_neg, plan.params
         if plan.pop.model == "lif_curr_exp_no_delay":
-            neg = np.zeros((ticks, n), dtype=np.int32)
-            for src, runs in plan.runs_neg:
-                events += k["scatter"](internal[src], shift, runs.src_ptr, runs.run_tgt, runs.run_w0, runs.run_len, runs.wflat, neg)
-            k["cuba_scan"](acc, neg, p["alpha_decay"], p["exc_decay"], p["inh_decay"], p["threshold"], p["i_offset"],
-                           zero_reset, ge, opts.fma, opts.cuba_current == "updated", spk, v_out, record_v)
+            events += k["cuba_layer"](
+                idx, ptr, shift, r.src_ptr, r.run_tgt, r.run_w0, r.run_len, r.wflat,
+                q.src_ptr, q.run_tgt, q.run_w0, q.run_len, q.wflat,
+                p["alpha_decay"], p["exc_decay"], p["inh_decay"], p["threshold"], p["i_offset"],
+                zero_reset, ge, opts.fma, opts.cuba_current == "updated", spk, v_out, record_v, out_idx, out_ptr,
+            )
         else:
-            k["lif_scan"](acc, p["alpha_decay"], p["threshold"], p["i_offset"], zero_reset, ge, opts.fma, spk, v_out, record_v)
-        internal[name] = spk
+            events += k["lif_layer"](
+                idx, ptr, shift, r.src_ptr, r.run_tgt, r.run_w0, r.run_len, r.wflat,
+                p["alpha_decay"], p["threshold"], p["i_offset"], zero_reset, ge, opts.fma,
+                spk, v_out, record_v, out_idx, out_ptr,
+            )
+        lists[name] = (out_idx[: out_ptr[-1]], out_ptr)
+        internal[name] = spk[:, :n]
         if record_v:
-            voltages[name] = v_out[:, plan.to_internal]
-    out = {name: internal[name][:, plans[name].to_internal] for name in plans}
-    return out, voltages, ticks, events
+            voltages[name] = to_nir_order(plan, v_out)
+    out = LazyOrder({name: (plans[name], internal[name]) for name in plans})
+    return out, voltages, ticks, int(events)  # type: ignore[return-value]
+
+
+class LazyOrder(Mapping[str, np.ndarray]):
+    """Population name -> ``[T, n]`` in NIR order, reordered from the internal layout on first access.
+
+    A daemon reads only the output population; reordering every hidden population each chunk would
+    cost more than running them.
+    """
+
+    def __init__(self, raw: dict[str, tuple[PlannedPopulation, np.ndarray]]) -> None:
+        self._raw = raw
+        self._done: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._done:
+            plan, x = self._raw[name]
+            self._done[name] = to_nir_order(plan, x)
+        return self._done[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"LazyOrder({list(self._raw)})"
+
+
+def to_nir_order(plan: PlannedPopulation, x: np.ndarray) -> np.ndarray:
+    """``[T, n]`` in the internal layout -> NIR (C,H,W) order; H,W,C layouts are a transpose, not a gather."""
+    pop = plan.pop
+    if np.array_equal(plan.to_internal, np.arange(pop.n)):
+        return np.ascontiguousarray(x)
+    c, h, w = pop.shape
+    return np.ascontiguousarray(x.reshape(x.shape[0], h, w, c).transpose(0, 3, 1, 2)).reshape(x.shape[0], -1)
 
 
 class EmulatorBackend:
@@ -361,7 +516,9 @@ class EmulatorBackend:
     def __init__(self, **options: Any) -> None:
         from . import split_options
 
-        self.options, _ = split_options(options, {}, self.name)
+        self.options, own = split_options(options, {"check_memory": True}, self.name)
+        #: refuse chunks that overflow a PE's SRAM, as the chip would (False: emulate anyway, e.g. to record v everywhere)
+        self.check_memory = bool(own["check_memory"])
         self.net: ChipNetwork | None = None
         self.memory: MemoryModel | None = None
         self.plans: dict[str, PlannedPopulation] = {}
@@ -412,7 +569,8 @@ class EmulatorBackend:
         net = self._loaded()
         record = tuple(record)
         arr = check_chunk(net, spikes, record)
-        self.memory.check_chunk(arr.shape[0] + net.latency_ticks, record, arr)  # type: ignore[union-attr]
+        if self.check_memory:
+            self.memory.check_chunk(arr.shape[0] + net.latency_ticks, record, arr)  # type: ignore[union-attr]
         if net.feedforward_order is None:
             all_spikes, voltages, ticks = run_network(net, arr, record)
             self.last_events = -1

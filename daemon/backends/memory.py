@@ -45,14 +45,13 @@ CONSTANTS: dict[str, Constant] = {
     "record_v_bytes": Constant(4, "[S]", "voltage recording: float32 per neuron per tick"),
     "pe_clock_hz": Constant(150e6, "[S]", "PE clock in the SNN flow"),
     "sys_tick_s": Constant(1e-3, "[P]", "tick used to derive atoms-per-core defaults (sys_tick_in_s default)"),
-    "cycles_per_neuron": Constant(120, "[I]", "M4F cycles for one neuron update (float32, incl. loop and recording)"),
-    "cycles_per_event": Constant(12, "[I]", "cycles per synaptic event (row walk, int8 weight, int32 add)"),
-    "cycles_per_spike": Constant(200, "[I]", "cycles per received spike packet (interrupt, lookup, DMA/row setup)"),
-    "design_activity": Constant(0.2, "[I]", "fraction of source neurons spiking per tick that a PE must keep up with"),
+    "cycles_per_neuron": Constant(100, "[I]", "M4F cycles for one neuron update (float32, incl. loop and recording)"),
+    "cycles_per_event": Constant(10, "[I]", "cycles per synaptic event (row walk, int8 weight, int32 add)"),
+    "design_activity": Constant(0.1, "[I]", "fraction of source neurons spiking per tick that a PE must keep up with"),
     "tick_budget_share": Constant(0.5, "[I]", "share of the tick a PE may use at design activity (margin for bursts)"),
     "static_share": Constant(0.5, "[I]", "share of data SRAM a slice's static data may take; the rest is for buffers"),
     "max_atoms": Constant(1024, "[I]", "largest slice the chip's key space and defaults allow"),
-    "spike_list_max_atoms": Constant(1024, "[I]", "largest spike_list slice"),
+    "spike_list_max_atoms": Constant(512, "[I]", "spike_list slice (spike sources split like the published 256-512 conv slices)"),
     "default_input_activity": Constant(0.05, "[S]", "input spikes per tick as a fraction of input neurons (DVS Gesture, 32x32)"),
 }
 
@@ -95,7 +94,7 @@ def _targets_fan_in(proj: Projection) -> np.ndarray:
     if proj.kind == "dense":
         return (proj.weight != 0).sum(axis=0).astype(np.int64) * area
     # conv: count per output position the kernel taps that land inside the (pooled) input
-    c_in, c_out, kh, kw = proj.weight.shape
+    _, c_out, kh, kw = proj.weight.shape
     _, h, w = proj.pooled_shape
     _, ho, wo = proj.out_shape
     nz = (proj.weight != 0).sum(axis=0)  # [C_out, kH, kW]: input channels with a nonzero tap
@@ -187,7 +186,6 @@ class MemoryModel:
             # the densest slice decides: take the slice with the most synapses among equal-size windows
             static = 0
             events = 0.0
-            spikes = 0.0
             for proj in self.net.incoming(pop.name):
                 fan = self.fan_in[id(proj)]
                 window = int(np.convolve(fan, np.ones(hi - lo, dtype=np.int64), mode="valid").max()) if fan.size else 0
@@ -196,9 +194,8 @@ class MemoryModel:
                 else:
                     static += window * int(C("synapse_bytes"))
                 events += C("design_activity") * window
-                spikes += C("design_activity") * min(self.net.populations[proj.source].n, window)
             static += int(C("pe_header_bytes")) + (hi - lo) * _neuron_bytes(pop, self.conn_delay)
-            cycles = (hi - lo) * C("cycles_per_neuron") + events * C("cycles_per_event") + spikes * C("cycles_per_spike")
+            cycles = (hi - lo) * C("cycles_per_neuron") + events * C("cycles_per_event")
             if static > static_cap or cycles > budget:
                 break
             best = atoms
@@ -238,14 +235,14 @@ class MemoryModel:
             pop = self.net.populations[name]
             rows = []
             first = None
-            for sl, lim, per, _static in limits:
+            for sl, _lim, per, _static in limits:
                 if sl.population != name:
                     continue
                 first = sl.pe if first is None else first
                 ticks = min(max_ticks, 10**6)
                 row = dict(sl.static)
-                row["spike_list"] = int(round(per["spike_list"] * ticks))
-                row["recording"] = int(round(per["recording"] * ticks))
+                row["spike_list"] = round(per["spike_list"] * ticks)
+                row["recording"] = round(per["recording"] * ticks)
                 row["total"] = sum(row.values())
                 rows.append(row)
             pops.append(PopulationMapping(name, pop.model, pop.n, self.atoms[name], len(rows), tuple(rows), first or 0))
