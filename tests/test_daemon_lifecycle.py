@@ -1,0 +1,106 @@
+"""The real daemon's lifecycle: reload, shutdown, live-mode drops, degraded backends, metrics, stack dumps."""
+
+from __future__ import annotations
+
+import signal
+import urllib.request
+from pathlib import Path
+
+import pytest
+from daemon_helpers import free_tcp_port, random_events, recording_frames, start_daemon
+
+from s2gesture.daemon import wire
+from s2gesture.daemon.testing import write_tiny_model
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def test_sighup_swaps_the_model_and_keeps_streams_and_old_model_on_error(tmp_path: Path) -> None:
+    """SIGHUP loads a changed model (new hash, counters kept); a broken file keeps the running model."""
+    model = tmp_path / "m.nir"
+    first = write_tiny_model(model, seed=0)
+    with start_daemon(tmp_path, model, mode="lossless") as d:
+        d.send_all(d.sender(), recording_frames("cam", random_events(20_000, seed=1, duration_us=300_000), 128, 128))
+        d.recv(lambda t, b: t == "s2g/v1/gesture/cam/" and b["final"])
+        second = write_tiny_model(model, seed=1)
+        assert second.hash != first.hash
+        d.send_signal(signal.SIGHUP)
+        status = d.wait_status(lambda b: b["model"]["hash"] == second.hash and b["state"] == "ready")
+        assert status["streams"]["cam"]["events"] == 20_000
+        model.write_bytes(b"not a model")
+        d.send_signal(signal.SIGHUP)
+        status = d.wait_status(lambda b: "error" in b and b["state"] == "ready")
+        assert status["model"]["hash"] == second.hash and "reload failed" in status["error"]
+        d.send_all(d.sender(), recording_frames("cam", random_events(20_000, seed=2, duration_us=300_000), 128, 128))
+        _, final = d.recv(lambda t, b: t == "s2g/v1/gesture/cam/" and b["final"])
+        assert final["model"]["hash"] == second.hash
+        assert d.stop() == 0
+
+
+def test_sigterm_flushes_open_segments_and_publishes_a_stopping_status(tmp_path: Path) -> None:
+    """SIGTERM drains: an open segment gets its final decision, then a 'stopping' status, then exit 0."""
+    write_tiny_model(tmp_path / "m.nir")
+    with start_daemon(tmp_path, tmp_path / "m.nir", mode="lossless", transport="ipc") as d:
+        frames = list(recording_frames("open", random_events(30_000, seed=3, duration_us=400_000), 128, 128, eos=False))
+        d.send_all(d.sender(), frames)
+        d.wait_status(lambda b: b["streams"].get("open", {}).get("packets") == len(frames))
+        d.send_signal(signal.SIGUSR1)  # stack dump on stderr, the daemon goes on
+        d.wait_status(lambda b: b["state"] == "ready")
+        d.send_signal(signal.SIGTERM)
+        _, final = d.recv(lambda t, b: t == "s2g/v1/gesture/open/" and b["final"])
+        _, stopping = d.recv(lambda t, b: t == wire.STATUS_TOPIC and b["state"] == "stopping")
+        assert stopping["streams"]["open"]["events"] == 30_000 and final["n_chunks"] > 0
+        assert d.stop() == 0
+        log = d.log_path.read_text()
+        assert "most recent call first" in log and "in _loop" in log  # faulthandler: the loop is visible
+
+
+def test_live_mode_drops_the_oldest_when_behind_and_counts_it(tmp_path: Path) -> None:
+    """A burst far beyond the maximum lag is cut from the oldest side; accepted + dropped = sent."""
+    write_tiny_model(tmp_path / "m.nir")
+    args = ["--set", "input.max_lag_ms=20", "--set", "input.queue_packets=8"]
+    with start_daemon(tmp_path, tmp_path / "m.nir", mode="live", transport="ipc", args=args) as d:
+        sender = d.sender()
+        frames = list(recording_frames("burst", random_events(200_000, seed=4, duration_us=2_000_000), 128, 128,
+                                       packet_us=2_000, eos=False))
+        d.proc.send_signal(signal.SIGSTOP)  # the whole burst waits in the socket, as behind a slow backend
+        try:
+            d.send_all(sender, frames)
+        finally:
+            d.proc.send_signal(signal.SIGCONT)
+        status = d.wait_status(
+            lambda b: (s := b["streams"].get("burst")) is not None and s["queue"] == 0
+            and s["packets"] + sum(s["dropped"].values()) == len(frames)
+        )
+        dropped = status["streams"]["burst"]["dropped"]
+        assert set(dropped) <= {"lag", "queue_full"} and sum(dropped.values()) > 0
+        assert d.stop() == 0
+
+
+def test_failing_backend_degrades_and_falls_back_to_the_emulator(tmp_path: Path) -> None:
+    """A backend that cannot load puts the daemon in 'degraded' with the error; the emulator fallback serves."""
+    write_tiny_model(tmp_path / "m.nir")
+    args = ["--backend", "spinnaker2", "--set", "backend.fallback_to_emulator=true", "--set", "backend.retry_initial_s=0.2"]
+    with start_daemon(tmp_path, tmp_path / "m.nir", mode="lossless", args=args) as d:
+        status = d.wait_status(lambda b: b["state"] == "degraded")
+        assert status["backend"] == "emulator" and "error" in status
+        d.send_all(d.sender(), recording_frames("fb", random_events(20_000, seed=5, duration_us=300_000), 128, 128))
+        _, final = d.recv(lambda t, b: t == "s2g/v1/gesture/fb/" and b["final"])
+        assert final["backend"] == "emulator"
+        d.wait_status(lambda b: b["state"] == "degraded" and b["uptime_s"] > 0.5)  # retries keep failing, it stays up
+        assert d.stop() == 0
+
+
+def test_prometheus_metrics_on_loopback(tmp_path: Path) -> None:
+    """With a metrics port the daemon serves s2g_* metrics on 127.0.0.1 that match the status counters."""
+    write_tiny_model(tmp_path / "m.nir")
+    port = free_tcp_port()
+    with start_daemon(tmp_path, tmp_path / "m.nir", mode="lossless", args=["--metrics-port", str(port)]) as d:
+        d.send_all(d.sender(), recording_frames("m", random_events(20_000, seed=6, duration_us=300_000), 128, 128))
+        d.recv(lambda t, b: t == "s2g/v1/gesture/m/" and b["final"])
+        d.wait_status(lambda b: b["streams"].get("m", {}).get("events") == 20_000)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        assert 's2g_events_total{stream="m"} 20000.0' in text
+        assert 's2g_state{state="ready"} 1.0' in text and "s2g_inference_seconds_bucket" in text
+        assert 's2g_model_info{backend="emulator",hash=' in text
+        assert d.stop() == 0
