@@ -703,7 +703,10 @@ def generate(
         import concurrent.futures as cf
         import multiprocessing as mp
 
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        # fork: workers inherit the compiled kernels and need no `if __name__ == "__main__"` guard in
+        # callers' scripts; they only run numpy/numba code, so forking is safe.
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
             futures = [pool.submit(run_session, job) for job in jobs]
             for fut in cf.as_completed(futures):
                 n, s = fut.result()

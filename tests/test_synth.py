@@ -1,0 +1,162 @@
+"""The synthetic DVS gesture generator: conventions, pixel model, determinism, tonic compatibility."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from s2gesture.clients.cli import main as s2gesture_main
+from s2gesture.models import synth
+from s2gesture.models.datasets import tonic_layout
+
+CENTRED = replace(synth.make_user(0, 1), cx=63.5)
+STILL = synth.Take(phase=0.7, sway_px=0.0, bob_px=0.6, idle_seed=11)
+
+
+@pytest.mark.parametrize("label", [0, 1, 2, 3, 4, 5, 6])
+def test_mirrored_scene_is_the_mirror_label(label: int) -> None:
+    """Mirroring the rendered scene of a class left-right gives exactly the scene of MIRROR_LABEL[class]."""
+    frames = [0, 37, 170, 333, 512]
+    scene = synth.render_frames(label, CENTRED, STILL, frames)
+    mirrored = synth.render_frames(synth.MIRROR_LABEL[label], CENTRED, STILL, frames)
+    np.testing.assert_allclose(scene[:, :, ::-1], mirrored, atol=1e-9)
+    if label != 0:
+        assert not np.allclose(scene, mirrored, atol=1e-3)  # the pair really differs
+
+
+def test_mirror_flag_flips_the_image() -> None:
+    """scene_geometry(mirror=True) renders the left-right flipped image, for an off-centre user too."""
+    user = replace(CENTRED, cx=50.0)
+    take = replace(STILL, sway_px=1.2)
+    frames = [3, 100, 250]
+    plain = synth.render_frames(9, user, take, frames)
+    flipped = synth.render_frames(9, user, take, frames, mirror=True)
+    np.testing.assert_allclose(plain[:, :, ::-1], flipped, atol=1e-9)
+
+
+def _hand_path(label: int, hand: int) -> np.ndarray:
+    t_s = np.arange(2000) * 1e-3
+    seg, _ = synth.scene_geometry(label, CENTRED, STILL, t_s)
+    return seg[:, hand, 0:2]  # hand capsules are points: (ax, ay)
+
+
+@pytest.mark.parametrize(
+    ("label", "hand", "clockwise"), [(3, 6, True), (4, 6, False), (5, 7, True), (6, 7, False)]
+)
+def test_arm_circles_turn_the_documented_way(label: int, hand: int, clockwise: bool) -> None:
+    """cw/ccw as seen by the camera: a clockwise path on the y-down image has a positive shoelace sum."""
+    path = _hand_path(label, hand)
+    x, y = path[:, 0], path[:, 1]
+    area = float(np.sum(x[:-1] * y[1:] - x[1:] * y[:-1]))
+    assert (area > 0) == clockwise
+
+
+@pytest.mark.parametrize(("label", "hand", "side"), [(1, 6, -1), (2, 7, 1), (3, 6, -1), (6, 7, 1)])
+def test_right_hand_is_on_the_image_left(label: int, hand: int, side: int) -> None:
+    """The subject faces the camera: right-hand gestures happen at small x, left-hand ones at large x."""
+    path = _hand_path(label, hand)
+    assert np.all(np.sign(path[:, 0] - CENTRED.cx) == side)
+
+
+def test_recording_is_deterministic_and_realistic() -> None:
+    """Same arguments, same events; ON fraction ~0.5, sorted µs times, inside the 128x128 sensor."""
+    a = synth.recording(3, 2, 0, "lab", 8, 0.5)
+    b = synth.recording(3, 2, 0, "lab", 8, 0.5)
+    np.testing.assert_array_equal(a.events, b.events)
+    ev = a.events
+    assert 2_000 < len(ev) < 200_000
+    assert 0.4 < ev["p"].mean() < 0.6
+    assert np.all(np.diff(ev["t"]) >= 0)
+    assert a.sensor_size == (128, 128) and a.label == 8
+    other = synth.recording(4, 2, 0, "lab", 8, 0.5)
+    assert len(other) != len(a)
+
+
+def test_pixel_model_thresholds_and_refractory() -> None:
+    """Without noise, a pixel's consecutive events are >= the refractory period apart, and dimmer light gives fewer."""
+    user, take, cam = synth.make_user(0, 3), synth.Take(), synth.make_camera(0)
+    rng = np.random.default_rng(0)
+    bright = synth.simulate(1, user, synth.LIGHTINGS["led"], cam, take, rng, duration_s=0.5, noise=False)
+    jitter_free = replace(synth.LIGHTINGS["led"], jitter_us=0.0)
+    clean = synth.simulate(
+        1, user, jitter_free, cam, take, np.random.default_rng(0), duration_s=0.5, noise=False
+    )
+    key = clean["y"].astype(np.int64) * 128 + clean["x"]
+    order = np.lexsort((clean["t"], key))
+    same_pixel = key[order][1:] == key[order][:-1]
+    gaps = np.diff(clean["t"][order])[same_pixel]
+    assert gaps.min() >= cam.refractory_us - 1  # rounding to whole µs
+    high_threshold = replace(jitter_free, threshold=0.4)
+    fewer = synth.simulate(
+        1, user, high_threshold, cam, take, np.random.default_rng(0), duration_s=0.5, noise=False
+    )
+    assert len(fewer) < 0.7 * len(clean)
+    assert len(bright) == len(clean)
+
+
+def test_train_and_test_users_are_disjoint() -> None:
+    """Test users never appear in the training split."""
+    jobs = synth.plan_jobs("x", 4, 3, 0, 1.0, 2, False)
+    train = {j.user for j in jobs if j.split == "train"}
+    test = {j.user for j in jobs if j.split == "test"}
+    assert train == {1, 2, 3, 4} and test == {5, 6, 7} and len(jobs) == 14
+
+
+def test_dataset_is_the_same_for_any_worker_count(tmp_path: Path) -> None:
+    """One and two workers write byte-identical files."""
+    for workers in (1, 2):
+        synth.generate(
+            tmp_path / f"w{workers}", 1, 1, 7, duration_s=0.03, repeats=1, workers=workers, progress=False
+        )
+    files = sorted(p.relative_to(tmp_path / "w1") for p in (tmp_path / "w1").rglob("*.npy"))
+    assert len(files) == 22
+    for rel in files:
+        assert (tmp_path / "w1" / rel).read_bytes() == (tmp_path / "w2" / rel).read_bytes()
+
+
+def test_generated_data_loads_in_tonic(tmp_path: Path) -> None:
+    """tonic.datasets.DVSGesture(save_to=OUT) uses the generated files without downloading, with our labels and times."""
+    import tonic
+
+    summary = synth.generate(tmp_path, 1, 0, 2, duration_s=0.02, repeats=10, workers=2, progress=False)
+    assert summary["train_files"] == 110
+    ds = tonic.datasets.DVSGesture(save_to=str(tmp_path), train=True)
+    assert len(ds) == 110
+    ours = {str(s.path): s for s in tonic_layout.list_samples(tmp_path, "train")}
+    for i in range(0, 110, 7):
+        events, target = ds[i]
+        rec = tonic_layout.load_sample(ours[ds.data[i]])
+        assert (
+            target == rec.label and ds.users[i] == rec.meta["user"] and ds.lighting[i] == rec.meta["lighting"]
+        )
+        np.testing.assert_array_equal(events, rec.events)
+    assert sorted({s.label for s in ours.values()}) == list(range(11))
+
+
+def test_cli_writes_the_layout_and_warns_below_tonics_minimum(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`s2gesture synth` writes userNN_<lighting>/<label>.npy for both splits and notes tonic's 100-file rule."""
+    args = ["synth", "--out", str(tmp_path), "--train-users", "1", "--test-users", "1", "--seed", "1"]
+    assert s2gesture_main([*args, "--duration-s", "0.02", "--repeats", "1", "--workers", "1", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "wrote 22 recordings" in captured.out and ">= 100" in captured.err
+    assert (tmp_path / "DVSGesture" / "ibmGestureTrain.tar.gz").exists()
+    assert [s.user for s in tonic_layout.list_samples(tmp_path, "test")] == [2] * 11
+
+
+def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    """Negative user counts and zero workers are refused with a message naming the option."""
+    with pytest.raises(SystemExit):
+        synth.cli(["--out", "x", "--train-users", "-1", "--test-users", "1", "--seed", "0"])
+    assert "--train-users must be >= 0" in capsys.readouterr().err
+
+
+def test_unknown_lighting_lists_the_known_ones() -> None:
+    """A session tag that is no known lighting names the supported ones."""
+    assert synth.lighting_of("natural3") == synth.LIGHTINGS["natural"]
+    with pytest.raises(ValueError, match="fluorescent, fluorescent_led, lab, led, natural"):
+        synth.lighting_of("sunny")
