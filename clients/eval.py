@@ -217,6 +217,12 @@ def evaluate_live(
         try:
             # the heartbeat proves our SUB is joined: no final decision published from now on is missed
             status = bus.wait_for_status(sub, timeout_s, states=bus.SERVING_STATES)
+            if status.get("mode") == "live":
+                msg = (
+                    "eval needs the daemon's lossless input (nothing may be dropped), but this daemon's input is "
+                    'live; run it with input.mode = "lossless" (env S2G_INPUT__MODE=lossless)'
+                )
+                raise bus.ClientError(msg)
             sender = bus.EventSender(ctx, input_endpoint, lossless=True, stall_timeout_s=final_timeout_s)
             try:
                 sender.wait_ready(timeout_s)

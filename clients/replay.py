@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from s2gesture.daemon import wire
+from s2gesture.daemon.errors import S2GestureError
 from s2gesture.daemon.events import Recording
 
 from . import bus
@@ -227,26 +228,54 @@ def detect_format(path: Path) -> str:
     return fmt
 
 
-def synthetic_recordings(n: int, seed: int) -> list[Recording]:
-    """``n`` synthetic test-user recordings (labels cycling through the classes), generated in memory."""
+#: synthetic replay users: far above any training split's ids, so they are never users a model was trained on
+SYNTHETIC_FIRST_USER = 101
+
+
+def synthetic_recordings(n: int, seed: int, *, duration_s: float = 6.0) -> list[Recording]:
+    """``n`` synthetic test-user recordings generated in memory (numpy only, seeded).
+
+    Every block of 11 holds each class once, in an order shuffled by ``seed``; each block is a new user
+    (ids from :data:`SYNTHETIC_FIRST_USER`) under the generator's lighting rotation.
+    """
     from s2gesture.models import synth
 
-    return synth.generate_recordings(n, seed=seed)
+    if n < 1:
+        msg = f"--synthetic must be >= 1 recording, found {n}"
+        raise bus.ClientError(msg)
+    rng = np.random.default_rng(seed)
+    recordings = []
+    for block in range(math.ceil(n / synth.N_CLASSES)):
+        user = SYNTHETIC_FIRST_USER + block
+        lighting = synth.session_lightings(user, 1)[0]
+        for label in rng.permutation(synth.N_CLASSES):
+            if len(recordings) == n:
+                break
+            recordings.append(synth.recording(seed, user, 0, lighting, int(label), duration_s))
+    return recordings
+
+
+def check_sources(args: argparse.Namespace) -> None:
+    """Cheap checks of the command line's sources (before waiting for a daemon or generating anything)."""
+    if args.synthetic:
+        return
+    if not args.source:
+        msg = "nothing to replay: give one or more SOURCE paths or --synthetic N"
+        raise bus.ClientError(msg)
+    for raw in args.source:
+        if not Path(raw).exists():
+            msg = f"recording source {raw} does not exist"
+            raise bus.ClientError(msg)
 
 
 def load_recordings(args: argparse.Namespace) -> list[Recording]:
     """Recordings named by the command line: ``--synthetic N`` or the ``SOURCE`` paths."""
+    check_sources(args)
     if args.synthetic:
-        return synthetic_recordings(args.synthetic, args.seed)
-    if not args.source:
-        msg = "nothing to replay: give one or more SOURCE paths or --synthetic N"
-        raise bus.ClientError(msg)
+        return synthetic_recordings(args.synthetic, args.seed, duration_s=args.duration_s)
     recordings: list[Recording] = []
     for raw in args.source:
         path = Path(raw)
-        if not path.exists():
-            msg = f"recording source {path} does not exist"
-            raise bus.ClientError(msg)
         fmt = args.format or detect_format(path)
         recordings.extend(SOURCES[fmt][1](path, args))
     if args.limit:
@@ -325,8 +354,31 @@ def input_topics(stream: str) -> list[bytes]:
     return [wire.events_topic(stream), wire.eos_topic(stream)]
 
 
+#: --mode value -> whether the sender is lossless (PUSH) or live (XPUB); "auto" asks the daemon's status
+MODES = ("auto", "lossless", "live")
+
+
+def resolve_mode(mode: str, status: dict[str, Any] | None) -> bool:
+    """Whether to send losslessly: ``mode``, or for ``auto`` the ``mode`` the daemon's heartbeat reports."""
+    if mode not in MODES:
+        msg = f"--mode must be one of {', '.join(MODES)}, found {mode!r}"
+        raise bus.ClientError(msg)
+    daemon_mode = status.get("mode") if status else None
+    if mode == "auto":
+        # without a heartbeat (--no-wait) there is nothing to ask: lossless never loses data silently
+        return daemon_mode != "live"
+    if daemon_mode in ("live", "lossless") and daemon_mode != mode:
+        msg = (
+            f"--mode {mode} but the daemon's input is {daemon_mode}: a {'PUSH' if mode == 'lossless' else 'PUB'} "
+            f"cannot talk to its {'SUB' if daemon_mode == 'live' else 'PULL'}; use --mode {daemon_mode} "
+            f"(or run the daemon with input.mode = \"{mode}\", env S2G_INPUT__MODE={mode})"
+        )
+        raise bus.ClientError(msg)
+    return mode == "lossless"
+
+
 def connect(
-    ctx: Any, args: argparse.Namespace, *, stream: str, lossless: bool
+    ctx: Any, args: argparse.Namespace, *, stream: str, mode: str = "auto"
 ) -> tuple[bus.EventSender, dict[str, Any] | None]:
     """Wait for the daemon's heartbeat (unless ``--no-wait``), then for our input connection to be joined."""
     status = None
@@ -336,6 +388,7 @@ def connect(
             status = bus.wait_for_status(sub, args.timeout, states=bus.SERVING_STATES)
         finally:
             sub.close()
+    lossless = resolve_mode(mode, status)
     sender = bus.EventSender(ctx, args.input, lossless=lossless, stall_timeout_s=args.stall_timeout)
     try:
         sender.wait_ready(args.timeout, topics=input_topics(stream))
@@ -356,6 +409,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--split", choices=("train", "test", "all"), default="test", help="tonic layout: which split (default test)")
     src.add_argument("--synthetic", type=int, metavar="N", default=0, help="replay N synthetic test-user recordings generated in memory")
     src.add_argument("--seed", type=int, default=0, help="seed of --synthetic (default 0)")
+    src.add_argument("--duration-s", type=float, default=6.0, help="seconds per --synthetic recording (default 6)")
     src.add_argument("--limit", type=int, default=0, metavar="N", help="replay only the first N recordings")
     net = parser.add_argument_group("daemon")
     net.add_argument("--input", default=bus.DEFAULT_INPUT, help=f"daemon input endpoint(s), comma-separated (default {bus.DEFAULT_INPUT})")
@@ -375,16 +429,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="s2gesture replay",
         description="Publish recordings to an s2gestured daemon in protocol v1 (one segment + eos per recording).",
         epilog=(
-            "Real time (--speed 1) suits a live daemon (SUB input, --live). For evaluation use the lossless "
-            "input: the daemon binds PULL and replay connects PUSH; --as-fast-as-possible then runs at the "
-            "daemon's pace with nothing lost."
+            "Real time (--speed 1) suits a live daemon (SUB input). For evaluation use the lossless input: "
+            "the daemon binds PULL and replay connects PUSH; --as-fast-as-possible then runs at the daemon's "
+            "pace with nothing lost."
         ),
     )
     add_common_arguments(parser)
     pace = parser.add_argument_group("pacing")
     pace.add_argument("--speed", type=float, default=1.0, help="event time / wall time (default 1 = real time)")
     pace.add_argument("--as-fast-as-possible", action="store_true", help="no pacing: send as fast as the daemon accepts")
-    pace.add_argument("--live", action="store_true", help="the daemon's input is live (SUB): connect an XPUB instead of PUSH")
+    pace.add_argument(
+        "--mode",
+        choices=MODES,
+        default="auto",
+        help="lossless: PUSH to the daemon's PULL (backpressure, nothing lost); live: XPUB to its SUB; "
+        "auto (default): what the daemon's heartbeat says",
+    )
     pace.add_argument("--loop", action="store_true", help="replay the recordings again and again until interrupted")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -398,21 +458,33 @@ def check_packet_ms(packet_ms: float) -> int:
     return round(packet_ms * 1000)
 
 
-def run(args: argparse.Namespace, out: Any = sys.stdout) -> ReplayStats:
-    """Replay as ``args`` say; returns what was sent."""
+def run(args: argparse.Namespace, out: Any = sys.stdout, recordings: Sequence[Recording] | None = None) -> ReplayStats:
+    """Replay as ``args`` say (``recordings`` instead of the sources when given); returns what was sent."""
     from tqdm import tqdm
 
     packet_us = check_packet_ms(args.packet_ms)
     speed = math.inf if args.as_fast_as_possible else args.speed
-    recordings = load_recordings(args)
-    if not recordings:
-        msg = "the sources hold no recordings"
-        raise bus.ClientError(msg)
+    if recordings is None:
+        check_sources(args)
     ctx = bus.context()
     try:
-        sender, status = connect(ctx, args, stream=args.stream, lossless=not args.live)
+        # the daemon first: a wrong endpoint or mode is reported before seconds of loading or generating
+        sender, status = connect(ctx, args, stream=args.stream, mode=args.mode)
+        try:
+            if recordings is None:
+                recordings = load_recordings(args)
+            if not recordings:
+                msg = "the sources hold no recordings"
+                raise bus.ClientError(msg)
+        except BaseException:
+            sender.close()
+            raise
         if status is not None:
-            print(f"daemon {status.get('state')}: backend {status.get('backend')}, model {_model_name(status)}", file=out)
+            print(
+                f"daemon {status.get('state')}: backend {status.get('backend')}, model {_model_name(status)}, "
+                f"input {status.get('mode', '?')}",
+                file=out,
+            )
         writer = StreamWriter(sender, args.stream, packet_us=packet_us, pacer=Pacer(speed))
         total = sum(len(r) for r in recordings)
         started = time.monotonic()
@@ -456,7 +528,7 @@ def cli(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except bus.ClientError as exc:
+    except S2GestureError as exc:
         print(f"s2gesture replay: {exc}", file=sys.stderr)
         return 2
     print(

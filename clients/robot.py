@@ -313,6 +313,14 @@ def run(config: RobotConfig, *, json_lines: bool = False, out: Any = sys.stdout,
     def on_term(signum: int, frame: Any) -> None:
         raise _StopRequestedError
 
+    def announce(status: Mapping[str, Any]) -> None:
+        model = status.get("model")
+        name = model.get("name") if isinstance(model, Mapping) else model
+        info = {"daemon": status.get("state"), "backend": status.get("backend"), "model": name}
+        line = json.dumps(info) if json_lines else f"daemon {info['daemon']}: backend {info['backend']}, model {name}"
+        print(line, file=out, flush=True)
+
+    heard = False
     previous = signal.signal(signal.SIGTERM, on_term)
     started = time.monotonic()
     try:
@@ -321,6 +329,12 @@ def run(config: RobotConfig, *, json_lines: bool = False, out: Any = sys.stdout,
         while max_s is None or time.monotonic() - started < max_s:
             got = bus.receive(sub, min(0.1, config.repeat_s))
             now = time.monotonic()
+            if got is not None and got[0] == wire.STATUS_TOPIC and not heard:
+                # the first heartbeat: from here on no gesture the daemon publishes can be missed
+                heard = True
+                announce(got[1])
+            elif got is None and heard and policy.safe and policy.current.detail.startswith("no message"):
+                heard = False
             changed = [policy.on_message(*got, now) if got is not None else None, policy.on_tick(now)]
             for cmd in changed:
                 if cmd is not None:

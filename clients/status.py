@@ -38,7 +38,9 @@ def summary(body: Mapping[str, Any]) -> str:
     for key in ("latency_ms", "latency"):
         lat = body.get(key)
         if isinstance(lat, Mapping) and lat:
-            lines.append("latency:  " + ", ".join(f"{k} {float(v):.2f} ms" for k, v in lat.items() if isinstance(v, (int, float))))
+            parts = [f"{k} {float(v):.2f} ms" for k, v in lat.items() if k != "n" and isinstance(v, (int, float))]
+            count = f" ({lat['n']} chunks)" if "n" in lat else ""
+            lines.append("latency:  " + ", ".join(parts) + count)
     streams = body.get("streams") or {}
     if isinstance(streams, Mapping) and streams:
         lines.append("streams:")
