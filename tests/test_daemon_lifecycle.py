@@ -37,13 +37,19 @@ def test_sighup_swaps_the_model_and_keeps_streams_and_old_model_on_error(tmp_pat
         assert d.stop() == 0
 
 
-def test_sigterm_flushes_open_segments_and_publishes_a_stopping_status(tmp_path: Path) -> None:
-    """SIGTERM drains: an open segment gets its final decision, then a 'stopping' status, then exit 0."""
+def test_metrics_stack_dump_and_sigterm_drain(tmp_path: Path) -> None:
+    """Metrics match the status on 127.0.0.1; SIGUSR1 dumps stacks; SIGTERM flushes open segments and exits 0."""
     write_tiny_model(tmp_path / "m.nir")
-    with start_daemon(tmp_path, tmp_path / "m.nir", mode="lossless", transport="ipc") as d:
+    port = free_tcp_port()
+    args = ["--metrics-port", str(port)]
+    with start_daemon(tmp_path, tmp_path / "m.nir", mode="lossless", transport="ipc", args=args) as d:
         frames = list(recording_frames("open", random_events(30_000, seed=3, duration_us=400_000), 128, 128, eos=False))
         d.send_all(d.sender(), frames)
         d.wait_status(lambda b: b["streams"].get("open", {}).get("packets") == len(frames))
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        assert 's2g_events_total{stream="open"} 30000.0' in text
+        assert 's2g_state{state="ready"} 1.0' in text and "s2g_inference_seconds_bucket" in text
+        assert 's2g_model_info{backend="emulator",hash=' in text
         d.send_signal(signal.SIGUSR1)  # stack dump on stderr, the daemon goes on
         d.wait_status(lambda b: b["state"] == "ready")
         d.send_signal(signal.SIGTERM)
@@ -88,19 +94,4 @@ def test_failing_backend_degrades_and_falls_back_to_the_emulator(tmp_path: Path)
         _, final = d.recv(lambda t, b: t == "s2g/v1/gesture/fb/" and b["final"])
         assert final["backend"] == "emulator"
         d.wait_status(lambda b: b["state"] == "degraded" and b["uptime_s"] > 0.5)  # retries keep failing, it stays up
-        assert d.stop() == 0
-
-
-def test_prometheus_metrics_on_loopback(tmp_path: Path) -> None:
-    """With a metrics port the daemon serves s2g_* metrics on 127.0.0.1 that match the status counters."""
-    write_tiny_model(tmp_path / "m.nir")
-    port = free_tcp_port()
-    with start_daemon(tmp_path, tmp_path / "m.nir", mode="lossless", args=["--metrics-port", str(port)]) as d:
-        d.send_all(d.sender(), recording_frames("m", random_events(20_000, seed=6, duration_us=300_000), 128, 128))
-        d.recv(lambda t, b: t == "s2g/v1/gesture/m/" and b["final"])
-        d.wait_status(lambda b: b["streams"].get("m", {}).get("events") == 20_000)
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-        assert 's2g_events_total{stream="m"} 20000.0' in text
-        assert 's2g_state{state="ready"} 1.0' in text and "s2g_inference_seconds_bucket" in text
-        assert 's2g_model_info{backend="emulator",hash=' in text
         assert d.stop() == 0
