@@ -1,0 +1,88 @@
+"""`s2gesture eval` through the real daemon gives the same decisions, hence the same accuracy, as the
+toolkit's offline emulated evaluation (`s2gesture evaluate`'s full-recording path) on the same model and data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from daemon_helpers import DaemonProcess, start_daemon
+
+from s2gesture.clients import eval as live_eval
+from s2gesture.clients import replay
+from s2gesture.daemon.backends import get_backend, options_from_card
+from s2gesture.daemon.card import read_model
+from s2gesture.daemon.preprocess import PreprocessSpec
+from s2gesture.daemon.testing import write_tiny_model
+from s2gesture.models.binned import bin_recordings
+from s2gesture.models.evaluate import daemon_chunk_plan, full_recording_backend
+
+pytestmark = pytest.mark.timeout(90)
+
+N_RECORDINGS = 5
+DURATION_S = 1.5
+SEED = 11
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "tiny.nir"
+    write_tiny_model(path, seed=3)
+    return path
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator[DaemonProcess]:
+    with start_daemon(tmp_path_factory.mktemp("daemon"), model_path, mode="lossless") as d:
+        yield d
+
+
+def _offline_predictions(model_path: Path, recordings: list) -> np.ndarray:
+    """Final class per recording as `s2gesture evaluate` computes it on the emulator (daemon chunking + decision)."""
+    model = read_model(model_path)
+    backend = get_backend("emulator", **options_from_card(model.card))
+    backend.load(model.graph)
+    try:
+        spec = PreprocessSpec.from_card(model.card.input, recordings[0].sensor_size)
+        return full_recording_backend(backend, bin_recordings(recordings, spec), daemon_chunk_plan(backend.max_ticks))
+    finally:
+        backend.close()
+
+
+def test_live_accuracy_equals_offline_accuracy(daemon: DaemonProcess, model_path: Path) -> None:
+    """Every segment's final decision through the daemon equals the offline one, so the accuracies are equal."""
+    recordings = replay.synthetic_recordings(N_RECORDINGS, SEED, duration_s=DURATION_S)
+    live = live_eval.evaluate_live(
+        recordings, input_endpoint=daemon.input_endpoint, output_endpoint=daemon.output_endpoint, timeout_s=15
+    )
+    assert live.n_decided == N_RECORDINGS
+    live_pred = np.array([s.predicted for s in live.segments])
+    offline_pred = _offline_predictions(model_path, recordings)
+    labels = np.array([r.label for r in recordings])
+    print(f"live {live_pred.tolist()} offline {offline_pred.tolist()} labels {labels.tolist()}")
+    assert live_pred.tolist() == offline_pred.tolist()
+    assert live.accuracy == float(np.mean(offline_pred == labels))
+    # the report agrees with itself: the confusion matrix holds every segment once
+    assert live.confusion().sum() == N_RECORDINGS
+    assert np.trace(live.confusion()[:, :-1]) == sum(s.correct for s in live.segments)
+
+
+def test_eval_cli_writes_json_and_png(daemon: DaemonProcess, tmp_path: Path) -> None:
+    """`s2gesture eval --synthetic` reports accuracy, confusion, time to decision and latency as JSON + PNG."""
+    out = tmp_path / "report"
+    code = live_eval.cli(
+        [
+            "--input", daemon.input_endpoint, "--output", daemon.output_endpoint, "--synthetic", "2",
+            "--duration-s", "1.0", "--seed", "5", "--quiet", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(out.with_name("report.json").read_text())
+    assert report["n_segments"] == report["n_decided"] == 2
+    assert len(report["confusion"]) == 11 and len(report["confusion"][0]) == 12
+    assert report["pred_latency_ms"]["n"] > 0 and report["pred_latency_ms"]["p99"] >= report["pred_latency_ms"]["p50"]
+    assert report["replay"]["events"] > 0
+    assert out.with_name("report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
