@@ -97,13 +97,12 @@ def _kernels() -> dict[str, Any]:
         return c
 
     @nb.njit(cache=True, nogil=True, boundscheck=False)
-    def lif_layer(idx, ptr, shift, src_ptr, run_tgt, run_w0, run_len, wflat,
+    def lif_layer(idx, ptr, shift, src_ptr, run_tgt, run_w0, run_len, wflat, acc,
                   alpha, thr, ioff, zero_reset, ge, fma, spk_out, v_out, record_v, out_idx, out_ptr):  # pragma: no cover
         # per tick: integer input from the sources' spikes of tick t - shift (a row that stays in L1),
         # then the float32 update of every neuron, then the spike list that the next layer consumes
         T = spk_out.shape[0]
         n = alpha.size
-        acc = np.zeros(n, dtype=np.int32)
         v = np.zeros(n, dtype=np.float32)
         zero = np.float32(0.0)
         events = 0
@@ -143,14 +142,12 @@ def _kernels() -> dict[str, Any]:
         return events
 
     @nb.njit(cache=True, nogil=True, boundscheck=False)
-    def cuba_layer(idx, ptr, shift, src_ptr, run_tgt, run_w0, run_len, wflat,
-                   nsrc_ptr, nrun_tgt, nrun_w0, nrun_len, nwflat,
+    def cuba_layer(idx, ptr, shift, src_ptr, run_tgt, run_w0, run_len, wflat, pos,
+                   nsrc_ptr, nrun_tgt, nrun_w0, nrun_len, nwflat, neg,
                    alpha, exc, inh, thr, ioff, zero_reset, ge, fma, updated,
                    spk_out, v_out, record_v, out_idx, out_ptr):  # pragma: no cover
         T = spk_out.shape[0]
         n = alpha.size
-        pos = np.zeros(n, dtype=np.int32)
-        neg = np.zeros(n, dtype=np.int32)
         v = np.zeros(n, dtype=np.float32)
         ie = np.zeros(n, dtype=np.float32)
         ii = np.zeros(n, dtype=np.float32)
@@ -273,7 +270,7 @@ class SynapseRuns:
     n_synapses: int
 
 
-def build_runs(src: np.ndarray, tgt: np.ndarray, w: np.ndarray, n_src: int) -> SynapseRuns:
+def build_runs(src: np.ndarray, tgt: np.ndarray, w: np.ndarray, n_src: int, dtype: Any = np.int32) -> SynapseRuns:
     """Sort synapses by (source, target) and merge consecutive targets into runs."""
     order = np.lexsort((tgt, src))
     src, tgt, w = src[order], tgt[order], w[order]
@@ -304,7 +301,7 @@ def build_runs(src: np.ndarray, tgt: np.ndarray, w: np.ndarray, n_src: int) -> S
     wflat = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
     return SynapseRuns(
         np.cumsum(src_ptr), tgt[starts].astype(np.int64), w0, lengths.astype(np.int64),
-        np.ascontiguousarray(wflat, dtype=np.int32), int(src.size),
+        np.ascontiguousarray(wflat, dtype=dtype), int(src.size),
     )
 
 
@@ -324,6 +321,8 @@ class PlannedPopulation:
     runs: SynapseRuns
     #: CubaLIF: negative weights (as magnitudes) go to the inhibitory current; LIF: empty table
     runs_neg: SynapseRuns
+    #: integer type of the synaptic-input accumulator (and of the stored weights)
+    acc_dtype: np.dtype
 
 
 def plan_network(net: ChipNetwork) -> dict[str, PlannedPopulation]:
@@ -341,10 +340,13 @@ def plan_network(net: ChipNetwork) -> dict[str, PlannedPopulation]:
             if getattr(pop, k) is not None
         }
         incoming = net.incoming(name)
+        # integer sums are exact in any order; the accumulator only has to hold the largest possible
+        # |input| of one tick: int16 (twice the SIMD lanes of int32) when sum|w| over the fan-in allows
         bound = sum(p.fan_in_bound() for p in incoming)
         if bound >= 2**31:
             msg = f"population {name!r}: |synaptic input| can reach {bound}, beyond the int32 accumulator"
             raise BackendError(msg)
+        acc_dtype = np.dtype(np.int16) if bound < 2**15 else np.dtype(np.int32)
         sources = tuple(dict.fromkeys(p.source for p in incoming))
         offsets, total = [], 0
         for src in sources:
@@ -360,12 +362,12 @@ def plan_network(net: ChipNetwork) -> dict[str, PlannedPopulation]:
         w_all = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int32)
         if pop.model == "lif_curr_exp_no_delay":
             pos, neg = w_all > 0, w_all < 0
-            runs = build_runs(s_all[pos], t_all[pos], w_all[pos], total)
-            runs_neg = build_runs(s_all[neg], t_all[neg], -w_all[neg], total)
+            runs = build_runs(s_all[pos], t_all[pos], w_all[pos], total, acc_dtype)
+            runs_neg = build_runs(s_all[neg], t_all[neg], -w_all[neg], total, acc_dtype)
         else:
-            runs = build_runs(s_all, t_all, w_all, total)
-            runs_neg = build_runs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32), total)
-        plans[name] = PlannedPopulation(pop, orders[name], params, sources, tuple(offsets), runs, runs_neg)
+            runs = build_runs(s_all, t_all, w_all, total, acc_dtype)
+            runs_neg = build_runs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32), total, acc_dtype)
+        plans[name] = PlannedPopulation(pop, orders[name], params, sources, tuple(offsets), runs, runs_neg, acc_dtype)
     return plans
 
 
@@ -453,14 +455,14 @@ def run_fast(net: ChipNetwork, plans: dict[str, PlannedPopulation], spikes: np.n
         r, q, p = plan.runs, plan.runs_neg, plan.params
         if plan.pop.model == "lif_curr_exp_no_delay":
             events += k["cuba_layer"](
-                idx, ptr, shift, r.src_ptr, r.run_tgt, r.run_w0, r.run_len, r.wflat,
-                q.src_ptr, q.run_tgt, q.run_w0, q.run_len, q.wflat,
+                idx, ptr, shift, r.src_ptr, r.run_tgt, r.run_w0, r.run_len, r.wflat, np.zeros(n, plan.acc_dtype),
+                q.src_ptr, q.run_tgt, q.run_w0, q.run_len, q.wflat, np.zeros(n, plan.acc_dtype),
                 p["alpha_decay"], p["exc_decay"], p["inh_decay"], p["threshold"], p["i_offset"],
                 zero_reset, ge, opts.fma, opts.cuba_current == "updated", spk, v_out, record_v, out_idx, out_ptr,
             )
         else:
             events += k["lif_layer"](
-                idx, ptr, shift, r.src_ptr, r.run_tgt, r.run_w0, r.run_len, r.wflat,
+                idx, ptr, shift, r.src_ptr, r.run_tgt, r.run_w0, r.run_len, r.wflat, np.zeros(n, plan.acc_dtype),
                 p["alpha_decay"], p["threshold"], p["i_offset"], zero_reset, ge, opts.fma,
                 spk, v_out, record_v, out_idx, out_ptr,
             )
