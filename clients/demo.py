@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--count", type=int, default=11, help="synthetic recordings to replay (default 11: one per class)")
     parser.add_argument("--seed", type=int, default=2024, help="seed of the synthetic test users (default 2024)")
+    parser.add_argument("--duration-s", type=float, default=6.0, help="seconds per synthetic recording (default 6)")
     parser.add_argument("--speed", type=float, default=math.inf, help="replay at this multiple of real time (default: as fast as possible)")
     parser.add_argument("--model", help="serve this .nir model instead of the bundled one")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (daemon log, config, report)")
@@ -190,7 +191,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             print(f"s2gesture demo: starting s2gestured (emulator backend) ... {daemon.model_note}", file=out, flush=True)
             t_gen = time.monotonic()
             # generate while the daemon loads: both take seconds, and there are two cores
-            recordings = replay.synthetic_recordings(args.count, args.seed)
+            recordings = replay.synthetic_recordings(args.count, args.seed, duration_s=args.duration_s)
             gen_s = time.monotonic() - t_gen
             print(
                 f"generated {len(recordings)} synthetic test-user recordings (seed {args.seed}) in {gen_s:.1f} s",
