@@ -361,11 +361,16 @@ def write_labels(path: str | Path, segments: list[tuple[int, int, int]] | list[S
 
 
 def write_session(
-    aedat_path: str | Path, labels_path: str | Path, events: Events, segments: list[tuple[int, int, int]]
+    aedat_path: str | Path,
+    labels_path: str | Path,
+    events: Events,
+    segments: list[tuple[int, int, int]],
+    *,
+    packet_events: int = 4096,
 ) -> None:
     """Write one session: its events (time-sorted) as AEDAT 3.1 and its gestures as the labels CSV."""
     events = as_events(events)
     if events.shape[0] > 1 and np.any(events["t"][1:] < events["t"][:-1]):
         events = events[np.argsort(events["t"], kind="stable")]
-    write_aedat(aedat_path, events)
+    write_aedat(aedat_path, events, packet_events=packet_events)
     write_labels(labels_path, segments)
