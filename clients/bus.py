@@ -208,34 +208,46 @@ class EventSender:
     ) -> None:
         """Send one multipart message; in lossless mode wait (draining ``watch``) while the daemon is full."""
         if self.lossless:
-            started = time.monotonic()
-            last_progress = started
-            poller = zmq.Poller()
-            poller.register(self.sock, zmq.POLLOUT)
-            if watch is not None:
-                poller.register(watch, zmq.POLLIN)
-            while True:
-                events = dict(poller.poll(100))
-                if watch is not None and events.get(watch) and drain is not None:
-                    drain()
-                if events.get(self.sock):
-                    self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
-                    break
-                now = time.monotonic()
-                if not events:
-                    if now - last_progress > self.stall_timeout_s:
-                        msg = (
-                            f"the daemon at {', '.join(self.endpoints)} accepted nothing for "
-                            f"{self.stall_timeout_s:g} s; it stopped or is stuck (check `s2gesture status`)"
-                        )
-                        raise NoDaemonError(msg)
-                else:
-                    last_progress = now
-            self.stats.blocked_s += time.monotonic() - started
+            try:
+                # fast path: the pipe has room (the common case); no poller, no clock
+                self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                self._send_when_room(frames, watch, drain)
         else:
             self.sock.send_multipart(frames, copy=False)
         self.stats.messages += 1
         self.stats.events += n_events
+
+    def _send_when_room(
+        self, frames: list[bytes], watch: zmq.Socket[Any] | None, drain: Callable[[], None] | None
+    ) -> None:
+        """Backpressure: wait for room (draining ``watch`` meanwhile), give up after ``stall_timeout_s``."""
+        started = time.monotonic()
+        last_progress = started
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLOUT)
+        if watch is not None:
+            poller.register(watch, zmq.POLLIN)
+        while True:
+            events = dict(poller.poll(100))
+            if watch is not None and events.get(watch) and drain is not None:
+                drain()
+            if events.get(self.sock):
+                try:
+                    self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                    break
+                except zmq.Again:
+                    continue
+            now = time.monotonic()
+            if events:
+                last_progress = now
+            elif now - last_progress > self.stall_timeout_s:
+                msg = (
+                    f"the daemon at {', '.join(self.endpoints)} accepted nothing for "
+                    f"{self.stall_timeout_s:g} s; it stopped or is stuck (check `s2gesture status`)"
+                )
+                raise NoDaemonError(msg)
+        self.stats.blocked_s += time.monotonic() - started
 
     def close(self) -> None:
         """Close the socket (lossless mode lingers briefly so the last packets and eos still go out)."""
