@@ -177,7 +177,7 @@ def test_aedat3_labels_errors_name_line_and_field(tmp_path: Path) -> None:
     """Bad label rows name the CSV line and field; strict=False skips them."""
     path = tmp_path / "x_labels.csv"
     path.write_text("class,startTime_usec,endTime_usec\n1,100,200\n12,300,400\n3,500,450\n4,x,9\n2,600,700\n")
-    with pytest.raises(EventDataError, match="line 3: field class: expected 1..11, found 12"):
+    with pytest.raises(EventDataError, match=r"line 3: field class: expected 1\.\.11, found 12"):
         aedat3.read_labels(path)
     assert [(s.label, s.line) for s in aedat3.read_labels(path, strict=False)] == [(0, 2), (1, 6)]
     path.write_text("label,start,end\n")
@@ -266,7 +266,7 @@ def test_npz_errors(tmp_path: Path) -> None:
 
 def test_load_recording_lists_supported_formats(tmp_path: Path) -> None:
     """An unknown extension names the supported ones."""
-    with pytest.raises(EventDataError, match=".npy, .npz, .aedat, .aedat4"):
+    with pytest.raises(EventDataError, match=r"\.npy, \.npz, \.aedat, \.aedat4"):
         load_recording(tmp_path / "x.bin")
 
 
