@@ -1,0 +1,151 @@
+"""``s2gesture map MODEL.nir``: where a model lives on SpiNNaker2 (PEs, SRAM per PE) and how long a run may be.
+
+Prints the memory model's table (SPINNAKER2.md section 7) and saves a PNG: SRAM per PE stacked by kind
+against the data-SRAM limit, and the chip's 148 PEs coloured by population. Needs no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+KINDS = ("synapses", "neurons", "routing", "spike_list", "recording")
+EXAMPLES = ("paper", "nmnist", "tiny")
+
+
+def load_graph(path: str | None, example: str | None) -> tuple[Any, dict[str, Any]]:
+    """The NIR graph and backend options: from a model file (its card when present) or a built-in example."""
+    from s2gesture.daemon.backends import options_from_card
+
+    if example:
+        from s2gesture.daemon.backends import examples
+        from s2gesture.daemon.testing import tiny_gesture_graph
+
+        builders = {"paper": examples.paper_gesture_graph, "nmnist": examples.nmnist_graph, "tiny": tiny_gesture_graph}
+        options: dict[str, Any] = {"scale_weights": True} if example == "nmnist" else {}
+        return builders[example](0), options
+    from s2gesture.daemon.card import read_model
+    from s2gesture.daemon.errors import ModelCardError
+
+    try:
+        model = read_model(path)
+        return model.graph, options_from_card(model.card)
+    except ModelCardError:
+        import nir
+
+        # a plain NIR file without our card: the chip converter's published deployment settings
+        return nir.read(path), {}
+
+
+def build_report(graph: Any, options: dict[str, Any]) -> tuple[Any, Any]:
+    """(MappingReport, MemoryModel) without compiling the emulator."""
+    from s2gesture.daemon.backends import ChipOptions
+    from s2gesture.daemon.backends.memory import MemoryModel
+    from s2gesture.daemon.backends.translate import translate
+
+    memory = MemoryModel(translate(graph, ChipOptions(**options)))
+    return memory.report, memory
+
+
+def save_png(report: Any, path: Path, title: str) -> None:
+    """Two panels: bytes per PE stacked by kind (with the SRAM limit) and the PE grid by population."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from s2gesture.daemon.backends.memory import data_bytes
+
+    rows = []
+    owner = []
+    for pi, pop in enumerate(report.populations):
+        for b in pop.bytes_per_pe:
+            rows.append([b[k] for k in KINDS])
+            owner.append(pi)
+    data = np.array(rows, dtype=float).reshape(-1, len(KINDS)) / 1024
+    n_pe = data.shape[0]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 7.5), gridspec_kw={"height_ratios": [1.3, 1]})
+    bottom = np.zeros(n_pe)
+    colors = plt.get_cmap("tab10").colors
+    for k, kind in enumerate(KINDS):
+        ax1.bar(np.arange(n_pe), data[:, k], bottom=bottom, width=0.85, label=kind, color=colors[k])
+        bottom += data[:, k]
+    ax1.axhline(data_bytes() / 1024, color="black", linestyle="--", linewidth=1)
+    ax1.text(n_pe - 0.5, data_bytes() / 1024, "data SRAM per PE", ha="right", va="bottom", fontsize=8)
+    ax1.set_xlim(-0.7, max(n_pe, 1) - 0.3)
+    ax1.set_ylabel("KiB per PE")
+    ax1.set_xlabel("PE (in population order)")
+    ax1.legend(ncol=5, fontsize=8, loc="upper right", framealpha=0.9)
+    ax1.set_ylim(0, data_bytes() / 1024 * 1.18)
+    fig.suptitle(title, fontsize=10)
+    cols = 20
+    total = max(int(report.pes_available), n_pe)
+    grid = np.full((-(-total // cols), cols), np.nan)
+    for pe in range(n_pe):
+        grid[pe // cols, pe % cols] = owner[pe]
+    pop_cmap = plt.get_cmap("Set2", max(len(report.populations), 1))
+    ax2.imshow(grid, cmap=pop_cmap, vmin=-0.5, vmax=len(report.populations) - 0.5, aspect="equal")
+    for pe in range(report.pes_available, grid.size):
+        ax2.add_patch(plt.Rectangle(((pe % cols) - 0.5, (pe // cols) - 0.5), 1, 1, color="0.25"))
+    ax2.set_xticks(np.arange(-0.5, cols, 1), minor=True)
+    ax2.set_yticks(np.arange(-0.5, grid.shape[0], 1), minor=True)
+    ax2.grid(which="minor", color="white", linewidth=1)
+    ax2.tick_params(which="both", length=0)
+    ax2.set_xticks([])
+    ax2.set_yticks([])
+    handles = [plt.Rectangle((0, 0), 1, 1, color=pop_cmap(i)) for i in range(len(report.populations))]
+    labels = [f"{p.name} ({p.pes} PE)" for p in report.populations]
+    ax2.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax2.set_title(f"{report.pes_used} of {report.pes_available} PEs (grey: not usable / beyond one chip)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Entry point of ``s2gesture map``."""
+    parser = argparse.ArgumentParser(prog="s2gesture map", description=__doc__.splitlines()[0])
+    parser.add_argument("model", nargs="?", help="model file (.nir with or without a model card)")
+    parser.add_argument("--example", choices=EXAMPLES, help="map a built-in example graph instead of a file")
+    parser.add_argument("--rate", type=float, default=None, help="input spikes per tick (default: 5 %% of input neurons)")
+    parser.add_argument("--atoms", action="append", default=[], metavar="POP=N", help="neurons per PE for a population (repeatable)")
+    parser.add_argument("--png", type=Path, default=None, help="where to save the picture (default: MODEL.map.png)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    args = parser.parse_args(argv)
+    if bool(args.model) == bool(args.example):
+        parser.error("give a MODEL file or --example NAME")
+    from s2gesture.daemon.errors import S2GestureError
+
+    try:
+        graph, options = load_graph(args.model, args.example)
+        if args.rate is not None:
+            options["input_rate"] = args.rate
+        atoms = {}
+        for item in args.atoms:
+            name, _, value = item.partition("=")
+            if not value.isdigit():
+                parser.error(f"--atoms expects POP=N with an integer N, found {item!r}")
+            atoms[name] = int(value)
+        if atoms:
+            options["max_atoms_per_core"] = atoms
+        report, _ = build_report(graph, options)
+    except S2GestureError as exc:
+        print(f"s2gesture map: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        print(report.table())
+    png = args.png or Path(f"{args.model or args.example}.map.png")
+    name = args.model or f"example '{args.example}'"
+    save_png(report, png, f"{name}: input {report.input_rate:g} spikes/tick, max run {report.max_ticks} ticks")
+    print(f"picture: {png}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())
