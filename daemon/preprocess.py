@@ -232,6 +232,16 @@ def _check_coordinates(events: Events, spec: PreprocessSpec, offset: int) -> Non
 _NO_KEEP = np.zeros(0, dtype=np.bool_)
 
 
+@njit(cache=True, nogil=True)
+def _first_invalid(x: Any, y: Any, t: Any, width: int, height: int, t_prev: Any) -> int:
+    """Index of the first event off the sensor or earlier than its predecessor, -1 when none."""
+    for i in range(x.shape[0]):
+        if x[i] < 0 or x[i] >= width or y[i] < 0 or y[i] >= height or t[i] < t_prev:
+            return i
+        t_prev = t[i]
+    return -1
+
+
 class _State:
     """Denoise memory and time order carried between packets."""
 
@@ -247,6 +257,9 @@ class _State:
         t = events["t"]
         if t.shape[0] == 0:
             return
+        W, H = spec.sensor_size
+        if _first_invalid(events["x"], events["y"], t, W, H, self.t_prev) < 0:
+            return  # the common case, checked in one compiled pass; below only builds the message
         _check_coordinates(events, spec, self.n_seen)
         prev = np.concatenate(([self.t_prev], t[:-1]))
         bad = np.flatnonzero(t < prev)
