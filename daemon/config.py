@@ -68,11 +68,11 @@ class InputConfig(_Endpoints):
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_events_per_packet: int = Field(1_000_000, ge=1)
     #: ZeroMQ receive high-water mark (messages) of the input socket
-    rcvhwm: int = Field(1000, ge=1)
+    rcvhwm: int = Field(100, ge=1)
     #: live mode: a stream's queued packets older than this (event time behind its newest) are dropped
     max_lag_ms: float = Field(200.0, gt=0)
     #: packets queued per stream before the oldest is dropped (live) or intake pauses (lossless)
-    queue_packets: int = Field(256, ge=1)
+    queue_packets: int = Field(64, ge=1)
     max_streams: int = Field(64, ge=1)
 
 
