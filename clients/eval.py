@@ -207,10 +207,6 @@ def evaluate_live(
     progress: Callable[[int], None] | None = None,
 ) -> EvalResult:
     """Replay labelled ``recordings`` losslessly through a running daemon and collect its decisions."""
-    unlabelled = [r.name for r in recordings if r.label is None]
-    if unlabelled:
-        msg = f"eval needs labelled recordings; {len(unlabelled)} have no label (first: {unlabelled[0]!r})"
-        raise bus.ClientError(msg)
     ctx = bus.context()
     try:
         sub = bus.open_output(ctx, output_endpoint, topics=(wire.PRED_PREFIX + f"{stream}/", wire.GESTURE_PREFIX + f"{stream}/"))
@@ -226,20 +222,24 @@ def evaluate_live(
             sender = bus.EventSender(ctx, input_endpoint, lossless=True, stall_timeout_s=final_timeout_s)
             try:
                 sender.wait_ready(timeout_s)
-                segments = list(replay.place_segments(recordings, gap_us=gap_us))
-                results = {
-                    s.segment_id: SegmentResult(s.segment_id, s.recording.name, int(s.recording.label or 0), s.t_first_us)
-                    for s in segments
-                }
+                results: dict[str, SegmentResult] = {}
                 collector = Collector(sub, stream, results, on_final)
                 collector.status = status
                 writer = replay.StreamWriter(
                     sender, stream, packet_us=packet_us, pacer=replay.Pacer(speed), watch=sub, drain=collector.drain
                 )
                 started = time.monotonic()
-                for seg in segments:
-                    writer.write_segment(seg, progress=progress)
+                # recordings load one at a time (a dataset need not fit in memory)
+                for seg in replay.place_segments(recordings, gap_us=gap_us):
+                    rec = seg.recording
+                    if rec.label is None:
+                        msg = f"eval needs labelled recordings; {rec.name!r} has no label (an unlabelled AEDAT file?)"
+                        raise bus.ClientError(msg)
+                    results[seg.segment_id] = SegmentResult(seg.segment_id, rec.name, int(rec.label), seg.t_first_us)
+                    writer.write_segment(seg)
                     results[seg.segment_id].eos_sent_s = time.monotonic()
+                    if progress is not None:
+                        progress(1)
                     collector.drain()
                 writer.stats.wall_s = time.monotonic() - started
                 deadline = time.monotonic() + final_timeout_s
@@ -253,17 +253,17 @@ def evaluate_live(
             sub.close()
     finally:
         ctx.term()
-    classes = _classes(status, collector, recordings)
+    classes = _classes(status, collector)
     return EvalResult(list(results.values()), classes, collector.pred_latency_ms, writer.stats, collector.status or status)
 
 
-def _classes(status: dict[str, Any], collector: Collector, recordings: Sequence[Recording]) -> list[str]:
+def _classes(status: dict[str, Any], collector: Collector) -> list[str]:
     from s2gesture.daemon.card import GESTURE_CLASSES
 
     model = status.get("model")
     if isinstance(model, dict) and isinstance(model.get("classes"), list):
         return [str(c) for c in model["classes"]]
-    n = max([len(GESTURE_CLASSES)] + [int(r.label or 0) + 1 for r in recordings])
+    n = max([len(GESTURE_CLASSES)] + [res.label + 1 for res in collector.results.values()])
     names = list(GESTURE_CLASSES) if n == len(GESTURE_CLASSES) else [f"class {i}" for i in range(n)]
     # the labels the daemon published are the card's: prefer them where seen
     for res in collector.results.values():
@@ -332,7 +332,7 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         packet_us = replay.check_packet_ms(args.packet_ms)
         recordings = replay.load_recordings(args)
-        bar = tqdm(total=sum(len(r) for r in recordings), unit="ev", unit_scale=True, disable=args.quiet, desc="eval")
+        bar = tqdm(total=len(recordings), unit="rec", disable=args.quiet, desc="eval")
         result = evaluate_live(
             recordings,
             input_endpoint=args.input,

@@ -177,6 +177,21 @@ class Pacer:
 # --------------------------------------------------------------------------------------------- sources
 
 
+class LazyRecordings(Sequence[Recording]):
+    """Recordings loaded one at a time when accessed: a dataset need not fit in memory to be replayed."""
+
+    def __init__(self, loaders: Sequence[Callable[[], Recording]]) -> None:
+        self._loaders = list(loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+    def __getitem__(self, index: int) -> Recording:  # type: ignore[override]
+        if isinstance(index, slice):
+            return LazyRecordings(self._loaders[index])  # type: ignore[return-value]
+        return self._loaders[index]()
+
+
 #: recording-source name -> (description, loader(path, args) -> recordings)
 Loader = Callable[[Path, argparse.Namespace], Sequence[Recording]]
 
@@ -184,13 +199,28 @@ Loader = Callable[[Path, argparse.Namespace], Sequence[Recording]]
 def _load_tonic(path: Path, args: argparse.Namespace) -> Sequence[Recording]:
     from s2gesture.models.datasets import tonic_layout
 
-    return tonic_layout.read_dataset(path, split=args.split)
+    if path.is_file():
+        return [tonic_layout.load_sample(path)]
+    splits = ("train", "test") if args.split == "all" else (args.split,)
+    samples = [s for split in splits for s in tonic_layout.list_samples(path, split)]
+    return LazyRecordings([lambda s=s: tonic_layout.load_sample(s) for s in samples])
 
 
 def _load_aedat3(path: Path, args: argparse.Namespace) -> Sequence[Recording]:
     from s2gesture.models.datasets import aedat3
 
-    return aedat3.read_labelled(path)
+    files = sorted(path.glob("*.aedat")) if path.is_dir() else [path]
+    loaders: list[Callable[[], Recording]] = []
+    for file in files:
+        labels = aedat3.labels_path_for(file)
+        if not labels.exists():
+            # an unlabelled recording replays whole (eval will refuse it: it has no label)
+            loaders.append(lambda f=file: aedat3.load_recording(f))
+            continue
+        index = aedat3.read_index(file)  # packet offsets only: segments are read when replayed
+        n = len(aedat3.read_labels(labels))
+        loaders += [lambda f=file, i=i, ix=index: aedat3.read_segment(f, i, index=ix) for i in range(n)]
+    return LazyRecordings(loaders)
 
 
 def _load_aedat4(path: Path, args: argparse.Namespace) -> Sequence[Recording]:
@@ -206,23 +236,23 @@ def _load_npz(path: Path, args: argparse.Namespace) -> Sequence[Recording]:
 
 
 SOURCES: dict[str, tuple[str, Loader]] = {
-    "tonic": ("tonic's DVSGesture layout: a folder of userNN_<lighting>/<label>.npy", _load_tonic),
-    "aedat3": ("IBM DVS Gesture raw release: userNN_<lighting>.aedat + _labels.csv, one segment per label", _load_aedat3),
+    "tonic": ("tonic's DVSGesture layout: a folder of userNN_<lighting>/<label>.npy (or one .npy)", _load_tonic),
+    "aedat3": ("IBM DVS Gesture raw release: userNN_<lighting>.aedat + _labels.csv (or a folder of them), one segment per label", _load_aedat3),
     "aedat4": ("an AEDAT4 file from an iniVation camera (unlabelled)", _load_aedat4),
     "npz": ("s2gesture's own .npz recording", _load_npz),
 }
 
 
 def detect_format(path: Path) -> str:
-    """The source format of ``path`` by its shape on disk (a folder is tonic's layout)."""
+    """The source format of ``path`` by its shape on disk (a folder of .aedat files, else tonic's layout)."""
     if path.is_dir():
-        return "tonic"
-    by_suffix = {".aedat": "aedat3", ".aedat4": "aedat4", ".npz": "npz"}
+        return "aedat3" if any(path.glob("*.aedat")) else "tonic"
+    by_suffix = {".aedat": "aedat3", ".aedat4": "aedat4", ".npz": "npz", ".npy": "tonic"}
     fmt = by_suffix.get(path.suffix.lower())
     if fmt is None:
         msg = (
-            f"cannot tell the format of {path}: expected a folder (tonic layout) or a file ending in "
-            f"{', '.join(by_suffix)}; pass --format {{{','.join(SOURCES)}}}"
+            f"cannot tell the format of {path}: expected a folder (tonic layout or .aedat files) or a file "
+            f"ending in {', '.join(by_suffix)}; pass --format {{{','.join(SOURCES)}}}"
         )
         raise bus.ClientError(msg)
     return fmt
@@ -268,19 +298,20 @@ def check_sources(args: argparse.Namespace) -> None:
             raise bus.ClientError(msg)
 
 
-def load_recordings(args: argparse.Namespace) -> list[Recording]:
+def load_recordings(args: argparse.Namespace) -> Sequence[Recording]:
     """Recordings named by the command line: ``--synthetic N`` or the ``SOURCE`` paths."""
     check_sources(args)
     if args.synthetic:
         return synthetic_recordings(args.synthetic, args.seed, duration_s=args.duration_s)
-    recordings: list[Recording] = []
+    parts: list[Sequence[Recording]] = []
     for raw in args.source:
         path = Path(raw)
         fmt = args.format or detect_format(path)
-        recordings.extend(SOURCES[fmt][1](path, args))
-    if args.limit:
-        recordings = recordings[: args.limit]
-    return recordings
+        parts.append(SOURCES[fmt][1](path, args))
+    # keep laziness across several sources: one loader per recording, each loading on access
+    loaders = [lambda part=part, i=i: part[i] for part in parts for i in range(len(part))]
+    recordings = LazyRecordings(loaders)
+    return recordings[: args.limit] if args.limit else recordings
 
 
 # ---------------------------------------------------------------------------------------------- sending
@@ -486,17 +517,19 @@ def run(args: argparse.Namespace, out: Any = sys.stdout, recordings: Sequence[Re
                 file=out,
             )
         writer = StreamWriter(sender, args.stream, packet_us=packet_us, pacer=Pacer(speed))
-        total = sum(len(r) for r in recordings)
         started = time.monotonic()
         loop_index = 0
         start_us = 0
         try:
             while True:
-                bar = tqdm(total=total, unit="ev", unit_scale=True, disable=args.quiet, desc=f"replay {args.stream}")
+                # progress in recordings: counting events first would load a whole dataset into memory
+                bar = tqdm(total=len(recordings), unit="rec", disable=args.quiet, desc=f"replay {args.stream}")
                 first = loop_index * len(recordings)
                 last_seg = None
                 for seg in place_segments(recordings, gap_us=round(args.gap_ms * 1000), start_us=start_us, first_index=first):
-                    writer.write_segment(seg, progress=bar.update)
+                    writer.write_segment(seg)
+                    bar.update(1)
+                    bar.set_postfix(events=f"{writer.stats.events / 1e6:.2f}M", refresh=False)
                     last_seg = seg
                 bar.close()
                 loop_index += 1
