@@ -80,3 +80,32 @@ def test_mismatched_class_count_is_refused() -> None:
     pol.update(np.ones(3), 0, 1)
     with pytest.raises(ValueError, match="3"):
         pol.update(np.ones(4), 1, 2)
+
+
+def test_classify_recording_equals_streaming_windows(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """classify_recording gives the class and scores that streaming the same ticks through the chunker gives."""
+    from s2gesture.daemon.backends import get_backend, options_from_card
+    from s2gesture.daemon.card import read_model
+    from s2gesture.daemon.chunking import ChunkPlan, StreamChunker, fit_plan, score_window
+    from s2gesture.daemon.decision import classify_recording
+    from s2gesture.daemon.testing import write_tiny_model
+
+    write_tiny_model(tmp_path / "m.nir", seed=2)
+    model = read_model(tmp_path / "m.nir")
+    backend = get_backend("emulator", **options_from_card(model.card))
+    backend.load(model.graph)
+    plan = fit_plan(ChunkPlan(120, 50, 30), backend)
+    rng = np.random.default_rng(5)
+    spikes = (rng.random((333, 2, 32, 32)) < 0.03).astype(np.uint8)
+    spikes[60:240] = 0  # an idle stretch: gated windows score zeros
+    policy = DecisionPolicy(min_chunks=1)
+    final, table = classify_recording(spikes, backend, plan, policy)
+    assert policy.n_chunks == 0  # the caller's policy is untouched
+    chunker, stream_policy, rows = StreamChunker(plan, (2, 32, 32)), policy.fresh(), []
+    windows = [w for k in range(0, 333, 17) for w in chunker.push(spikes[k : k + 17])] + chunker.finish()
+    for start, stop, win in windows:
+        s = score_window(win, backend, plan)
+        rows.append(np.zeros(11) if s is None else s)
+        stream_policy.update(rows[-1], start, stop)
+    np.testing.assert_array_equal(table, np.array(rows))
+    assert final == stream_policy.final().class_id and (table.sum(axis=1) == 0).any()
