@@ -192,3 +192,28 @@ def test_robot_safety_stop_when_the_daemon_stops(
             assert robot.wait(10) == 0
             sub.close()
             ctx.term()
+
+
+def test_live_replay_in_scaled_real_time_reaches_a_live_daemon(tmp_path: Path, model_path: Path) -> None:
+    """Against a live (SUB) daemon, replay picks the XPUB sender, waits for the subscription, and loses nothing."""
+    with start_daemon(tmp_path, model_path, mode="live") as d:
+        # a camera-like rate (50 k events/s) at 2x real time: well within what a live daemon keeps up with,
+        # so nothing may be dropped (a denser stream would rightly be thinned by the live mode)
+        recs = [
+            Recording(random_events(30_000, seed=i, duration_us=600_000), (128, 128), label=i, name=f"live{i}")
+            for i in range(2)
+        ]
+        args = replay.build_parser().parse_args(
+            ["--input", d.input_endpoint, "--output", d.output_endpoint, "--quiet", "--speed", "2"]
+        )
+        started = time.monotonic()
+        stats = replay.run(args, recordings=recs)
+        # 2 x 0.6 s of events plus a 0.5 s gap at 2x real time: paced, not instantaneous
+        assert time.monotonic() - started >= (2 * 0.6 + 0.5) / 2 * 0.9
+        finals = d.collect(
+            lambda t, b: t.startswith(wire.GESTURE_PREFIX) and b["final"],
+            until=lambda t, b: t.startswith(wire.GESTURE_PREFIX) and b["final"] and b.get("segment") == stats.segment_ids[-1],
+        )
+        assert [f["segment"] for f in finals] == stats.segment_ids
+        body = d.wait_status(lambda b: b["streams"].get("replay", {}).get("events") == stats.events)
+        assert not body["streams"]["replay"]["dropped"] and body["mode"] == "live"
