@@ -107,7 +107,8 @@ def wait_for_status(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             seen = f"; its last state was {last_state!r}" if last_state else ""
-            endpoint = sub.getsockopt(zmq.LAST_ENDPOINT).decode() or "the output endpoint"
+            last = sub.getsockopt(zmq.LAST_ENDPOINT)
+            endpoint = last.decode() if isinstance(last, bytes) and last else "the output endpoint"
             want = f" in state {sorted(wanted)}" if wanted else ""
             msg = (
                 f"no s2gestured status heartbeat{want} on {endpoint} within {timeout_s:g} s{seen}; "

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import zmq
+
 from s2gesture.daemon import wire
 
 from . import bus
@@ -298,8 +300,8 @@ def run(config: RobotConfig, *, json_lines: bool = False, out: Any = sys.stdout,
     """Run the controller until interrupted (or for ``max_s`` seconds); returns the exit code."""
     ctx = bus.context()
     sub = bus.open_output(ctx, config.output, topics=(wire.GESTURE_PREFIX,))
-    pub = ctx.socket(bus.zmq.PUB)
-    pub.setsockopt(bus.zmq.LINGER, 500)
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 500)
     pub.bind(config.endpoint)
     policy = RobotPolicy(config, time.monotonic())
     topic = config.topic.encode()
