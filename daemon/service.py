@@ -96,12 +96,22 @@ class Pipeline:
         except BaseException:
             backend.close()
             raise
+        problems = []
         if int(backend.n_outputs) != len(model.card.classes):
-            backend.close()
-            msg = (
-                f"model {model.card.name}: the graph has {backend.n_outputs} outputs but the card names "
-                f"{len(model.card.classes)} classes; fix the card's 'classes'"
+            problems.append(
+                f"the graph has {backend.n_outputs} outputs but the card names {len(model.card.classes)} classes; "
+                "fix the card's 'classes'"
             )
+        card_in = model.card.input
+        frame_shape = (int(card_in.channels), int(card_in.height), int(card_in.width))
+        if tuple(backend.input_shape) != frame_shape:
+            problems.append(
+                f"the graph takes input {tuple(backend.input_shape)} but the card's input spec makes {frame_shape} "
+                "(channels, height, width); fix the card's 'input'"
+            )
+        if problems:
+            backend.close()
+            msg = f"model {model.card.name}: " + "; ".join(problems)
             raise ConfigError(msg)
         d = config.decision
         return cls(
@@ -290,6 +300,7 @@ class Service:
         self._auth = start_authenticator(self.ctx, config)
         self.inp, self.out = open_sockets(self.ctx, config)
         self._publish_status()  # "loading": lets clients see the daemon while a board loads
+        self.notifier.extend_timeout(120)  # a board load can outlast TimeoutStartSec
         self._load_backend(config, self.model)
         if config.metrics.enabled:
             from .metrics import start_metrics
@@ -424,7 +435,7 @@ class Service:
             config = self._reload_config()
             model = Pipeline.load_model(config)
             pipeline = Pipeline.build(config, model)
-        except (S2GestureError, OSError, ValueError) as exc:
+        except Exception as exc:  # whatever failed, the running pipeline stays
             self.state = previous_state
             self._last_error = f"reload failed: {exc}"
             self.log.error("reload failed; keeping the running config and model", error=str(exc))
@@ -479,10 +490,23 @@ class Service:
     def _stream(self, stream_id: str, now_s: float) -> StreamState | None:
         state = self.streams.get(stream_id)
         if state is None:
-            if len(self.streams) >= self.config.input.max_streams + 1:  # +1: the "*" bucket
+            if len(self.streams) >= self.config.input.max_streams + 1 and not self._evict_garbage_stream():
                 return None
             state = self.streams[stream_id] = StreamState(stream_id, now_s, now_s)
         return state
+
+    def _evict_garbage_stream(self) -> bool:
+        """Make room by forgetting the longest-silent stream that never sent a valid packet.
+
+        Without this, hostile input under many made-up stream ids would lock real cameras out until eviction.
+        """
+        garbage = [s for s in self.streams.values() if s.stream != UNKNOWN_STREAM and s.packets == 0 and not s.queue]
+        if not garbage:
+            return False
+        victim = min(garbage, key=lambda s: s.last_packet_s)
+        del self.streams[victim.stream]
+        self._drop_log.forget(victim.stream)
+        return True
 
     def _ingest(self) -> None:
         """Read what the input socket holds (bounded), validate, and queue per stream."""

@@ -90,15 +90,24 @@ class DaemonProcess:
     log_path: Path
     ctx: zmq.Context[Any] = field(default_factory=zmq.Context)
     sub: zmq.Socket[Any] | None = None
+    #: (client public, client secret, server public) Z85 keys when the daemon runs CURVE
+    curve: tuple[bytes, bytes, bytes] | None = None
     _senders: list[zmq.Socket[Any]] = field(default_factory=list)
 
     def connect_output(self) -> None:
         """Subscribe to every output topic."""
         self.sub = self.ctx.socket(zmq.SUB)
+        self.apply_curve(self.sub)
         self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.setsockopt(zmq.RCVHWM, 0)
         self.sub.setsockopt(zmq.SUBSCRIBE, wire.OUTPUT_PREFIX.encode())
         self.sub.connect(self.output_endpoint)
+
+    def apply_curve(self, sock: zmq.Socket[Any], keys: tuple[bytes, bytes, bytes] | None = None) -> None:
+        """Make ``sock`` a CURVE client with ``keys`` (default: the daemon's allowed test client)."""
+        keys = keys or self.curve
+        if keys is not None:
+            sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = keys
 
     def recv(self, predicate: Predicate | None = None, timeout_s: float = 10.0) -> tuple[str, dict[str, Any]]:
         """The next output message matching ``predicate``; fails after ``timeout_s`` or if the daemon died."""
@@ -132,14 +141,16 @@ class DaemonProcess:
             if until(topic, body):
                 return out
 
-    def sender(self, timeout_s: float = 10.0) -> zmq.Socket[Any]:
+    def sender(self, timeout_s: float = 10.0, curve: tuple[bytes, bytes, bytes] | None = None) -> zmq.Socket[Any]:
         """A socket to send input on: PUSH (lossless) or an XPUB that has seen the daemon's subscription (live)."""
         if self.mode == "lossless":
             sock = self.ctx.socket(zmq.PUSH)
+            self.apply_curve(sock, curve)
             sock.setsockopt(zmq.LINGER, 0)
             sock.connect(self.input_endpoint)
         else:
             sock = self.ctx.socket(zmq.XPUB)
+            self.apply_curve(sock, curve)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.SNDHWM, 0)
             sock.connect(self.input_endpoint)
@@ -215,6 +226,7 @@ def start_daemon(
     status_interval_s: float = 0.1,
     wait_ready: bool = True,
     timeout_s: float = 30.0,
+    curve: tuple[bytes, bytes, bytes] | None = None,
 ) -> DaemonProcess:
     """Start ``s2gestured`` on free loopback ports (or ipc paths under ``tmp_path``) and wait for its heartbeat."""
     if transport == "tcp":
@@ -233,7 +245,7 @@ def start_daemon(
     )
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=full_env)
-    d = DaemonProcess(proc, inp, out, mode, log_path)
+    d = DaemonProcess(proc, inp, out, mode, log_path, curve=curve)
     d.connect_output()
     if wait_ready:
         try:
