@@ -64,7 +64,7 @@ def user_of(rec: Recording) -> str:
     """The user a recording belongs to (its ``meta['user']``, else the name's ``userNN`` prefix)."""
     meta_user = (rec.meta or {}).get("user")
     if meta_user is not None:
-        return str(meta_user)
+        return f"user{int(meta_user):02d}" if isinstance(meta_user, int) else str(meta_user)
     return rec.name.split("_")[0] if rec.name else ""
 
 
@@ -86,7 +86,7 @@ def bin_recordings(recordings: Iterable[Recording], spec: PreprocessSpec) -> Bin
 
 def _spec_key(spec: PreprocessSpec, sources: Sequence[Path]) -> str:
     h = hashlib.sha256(json.dumps(dataclasses.asdict(spec), sort_keys=True).encode())
-    for p in sorted(sources):
+    for p in sources:
         st = p.stat()
         h.update(f"{p}:{st.st_size}:{st.st_mtime_ns};".encode())
     return h.hexdigest()[:16]
@@ -138,9 +138,12 @@ def load_split(
     from s2gesture.models.datasets import tonic_layout
 
     root = Path(root)
-    sources = sorted(tonic_layout.list_files(root, split))
+    samples = tonic_layout.list_samples(root, split)
     if limit is not None:
-        sources = sources[:limit]
+        # spread a limited selection over users and classes instead of taking the first user only
+        step = max(1, len(samples) // limit)
+        samples = samples[::step][:limit]
+    sources = [s.path for s in samples]
     if not sources:
         msg = (
             f"no recordings of split {split!r} under {root} (expected <root>/DVSGesture/ibmGesture"
@@ -152,8 +155,8 @@ def load_split(
     path = cache / f"{split}-{_spec_key(spec, sources)}.npz"
     if path.is_file():
         return load_binned(path)
-    recordings = (tonic_layout.read_file(p) for p in sources)
-    data = bin_recordings(_progress(recordings, len(sources), f"preprocess {split}"), spec)
+    recordings = (tonic_layout.load_sample(s) for s in samples)
+    data = bin_recordings(_progress(recordings, len(samples), f"preprocess {split}"), spec)
     save_binned(path, data)
     return data
 

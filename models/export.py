@@ -198,3 +198,37 @@ def cli(argv: list[str] | None = None) -> int:
     result = export_model(model, args.out, card)
     print(f"wrote {result.path} (graph hash {result.hash}, {len(result.graph.nodes)} nodes)")
     return 0
+
+
+def psnn_from_nir(graph: Any) -> PSNN:
+    """Rebuild the torch P-SNN (integer weights, thresholds) from a graph written by :func:`to_nir_graph`."""
+    import torch
+
+    from .network import PSNN, PSNNConfig
+
+    nodes = graph.nodes
+    missing = [n for n in ("conv1", "conv2", "conv3", "fc1", "fc2", "lif1", "lif5") if n not in nodes]
+    if missing:
+        msg = f"graph is not a P-SNN export: nodes {missing} are missing (found {sorted(nodes)})"
+        raise ValueError(msg)
+    shape = tuple(int(v) for v in np.asarray(nodes["input"].input_type["input"]))
+    # tau = dt / (1 - beta) and r = tau / dt, so beta = 1 - 1/r whatever dt is
+    beta = 1.0 - 1.0 / float(np.asarray(nodes["lif1"].r).reshape(-1)[0])
+    cfg = PSNNConfig(
+        in_channels=shape[0],
+        input_size=(shape[1], shape[2]),
+        channels=tuple(int(nodes[n].weight.shape[0]) for n in ("conv1", "conv2", "conv3")),
+        hidden=int(nodes["fc1"].weight.shape[0]),
+        n_classes=int(nodes["fc2"].weight.shape[0]),
+        beta=round(beta, 6),
+    )
+    model = PSNN(cfg)
+    with torch.no_grad():
+        for name in model.weights:
+            model.weights[name].weight.copy_(
+                torch.from_numpy(np.asarray(nodes[name].weight, dtype=np.float32))
+            )
+        for i, name in enumerate(s.name for s in model.stages if s.kind == "lif"):
+            model.thresholds[i] = float(np.asarray(nodes[name].v_threshold).reshape(-1)[0])
+    model.eval()
+    return model

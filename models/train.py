@@ -40,10 +40,13 @@ class TrainConfig:
     weight_decay: float = 0.0
     window: int = 300  # ticks per training window (<= the chip's ~600-tick limit)
     eval_window: int = 600  # ticks of the first window used for validation accuracy
-    logit_scale: float = 0.2  # cross-entropy logits = logit_scale * output spike counts
+    loss: str = "mse_count"  # a key of LOSSES
+    logit_scale: float = 0.2  # "ce": cross-entropy logits = logit_scale * output spike counts
+    rate_correct: float = 0.5  # "mse_count": target firing rate of the correct output neuron (spikes/tick)
+    rate_incorrect: float = 0.05  # "mse_count": target rate of the others (never zero, so none falls silent)
     mirror_p: float = 0.5  # probability of a left-right mirror (labels permuted)
     shift_px: int = 2  # random translation of up to +-shift_px pixels
-    init_gain: float = 1.0  # multiplies the default (Kaiming-uniform) initial weights
+    init_rate: float = 0.05  # data-driven init: each layer scaled to fire at this rate (0: keep Kaiming init)
     semantics: str = "snntorch"
     seed: int = 0
     threads: int = 2
@@ -131,11 +134,48 @@ def window_accuracy(model: PSNN, data: BinnedSet, window: int, semantics: str = 
     return float((counts.argmax(1) == data.labels).mean())
 
 
-def loss_fn(out: torch.Tensor, labels: torch.Tensor, logit_scale: float) -> torch.Tensor:
-    """Cross-entropy on output spike counts (``out [T, B, n]``)."""
+def _ce_loss(out: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     import torch.nn.functional as F  # noqa: N812
 
-    return F.cross_entropy(out.sum(dim=0) * logit_scale, labels)
+    return F.cross_entropy(out.sum(dim=0) * cfg.logit_scale, labels)
+
+
+def _mse_count_loss(out: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    import torch.nn.functional as F  # noqa: N812
+
+    # like snntorch.functional.mse_count_loss: the wrong classes keep a small target rate, so a network
+    # whose outputs all fall silent still gets a gradient pushing them back (cross-entropy on counts
+    # can kill every output neuron early in training; measured on the toy task of tests/test_train.py)
+    rate = out.mean(dim=0)
+    target = torch_full_like(rate, cfg.rate_incorrect)
+    target[torch_arange(len(labels)), labels] = cfg.rate_correct
+    return F.mse_loss(rate, target)
+
+
+def torch_full_like(x: torch.Tensor, value: float) -> torch.Tensor:
+    """``torch.full_like`` (imported lazily)."""
+    import torch
+
+    return torch.full_like(x, value)
+
+
+def torch_arange(n: int) -> torch.Tensor:
+    """``torch.arange`` (imported lazily)."""
+    import torch
+
+    return torch.arange(n)
+
+
+#: training losses on output spikes ``[T, B, n]`` (class = most output spikes in every case)
+LOSSES = {"ce": _ce_loss, "mse_count": _mse_count_loss}
+
+
+def loss_fn(out: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """The configured loss on output spikes ``out [T, B, n]``."""
+    if cfg.loss not in LOSSES:
+        msg = f"unknown loss {cfg.loss!r}; expected one of {sorted(LOSSES)}"
+        raise ValueError(msg)
+    return LOSSES[cfg.loss](out, labels, cfg)
 
 
 def train_model(
@@ -148,8 +188,12 @@ def train_model(
     resume: bool = False,
     progress: bool = True,
     params: list[Any] | None = None,
+    stop_after: int | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` in place; checkpoint every epoch into ``out_dir``; return the history."""
+    """Train ``model`` in place; checkpoint every epoch into ``out_dir``; return the history.
+
+    ``stop_after`` ends the call after that many epochs (of ``cfg.epochs``) have run; ``resume`` continues.
+    """
     import torch
     from tqdm import tqdm
 
@@ -171,7 +215,8 @@ def train_model(
         history = ckpt["history"]
         start_epoch = int(ckpt["epoch"]) + 1
     n = len(train)
-    for epoch in range(start_epoch, cfg.epochs):
+    last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+    for epoch in range(start_epoch, last):
         t0 = time.perf_counter()
         # a generator per epoch, so a resumed run draws the same windows as an uninterrupted one
         rng = np.random.default_rng([cfg.seed, epoch])
@@ -186,11 +231,11 @@ def train_model(
             x = torch.from_numpy(xb).float()
             y = torch.from_numpy(yb)
             out = model(x, cfg.semantics)
-            loss = loss_fn(out, y, cfg.logit_scale)
+            loss = loss_fn(out, y, cfg)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             correct += int((out.detach().sum(0).argmax(1) == y).sum())
             bar.set_postfix(loss=f"{np.mean(losses):.3f}", acc=f"{correct / min(n, b + len(yb)):.3f}")
         sched.step()
@@ -282,7 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=d.window, help="ticks per training window (<= 600)")
     p.add_argument("--eval-window", type=int, default=d.eval_window)
     p.add_argument("--logit-scale", type=float, default=d.logit_scale)
-    p.add_argument("--init-gain", type=float, default=d.init_gain)
+    p.add_argument("--loss", choices=sorted(LOSSES), default=d.loss)
+    p.add_argument(
+        "--init-rate", type=float, default=d.init_rate, help="target spikes/tick per layer at init (0: off)"
+    )
     p.add_argument("--semantics", choices=("snntorch", "chip"), default=d.semantics)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument(
@@ -311,7 +359,8 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         window=args.window,
         eval_window=args.eval_window,
         logit_scale=args.logit_scale,
-        init_gain=args.init_gain,
+        loss=args.loss,
+        init_rate=args.init_rate,
         semantics=args.semantics,
         seed=args.seed,
         threads=args.threads,
@@ -326,7 +375,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         model, _ = load_model_file(args.init)
     else:
         model = PSNN(PSNNConfig(channels=tuple(args.channels), hidden=args.hidden))
-        scale_init_(model, cfg.init_gain)
+        init_from_data_(model, train, cfg)
     out = Path(args.out)
     t0 = time.perf_counter()
     history = train_model(model, train, test, cfg, out, resume=args.resume, progress=not args.no_progress)
@@ -336,13 +385,51 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
-def scale_init_(model: PSNN, gain: float) -> None:
-    """Multiply every initial weight by ``gain`` in place (sparse DVS input needs a stronger start)."""
+def calibrate_init_(
+    model: PSNN, x: np.ndarray, *, target_rate: float = 0.05, semantics: str = "snntorch", iters: int = 12
+) -> list[float]:
+    """Scale each weight layer in turn so its LIF layer fires at about ``target_rate`` spikes/tick on ``x``.
+
+    A data-driven start (in the spirit of LSUV): with threshold 1 and sparse DVS input, the default
+    initialisation leaves deep layers silent, and a silent spiking layer gets almost no surrogate gradient.
+    ``x`` is a batch ``[T, B, C, H, W]``; returns the rate reached per LIF layer.
+    """
     import torch
 
+    xt = torch.from_numpy(np.ascontiguousarray(x)).float()
+    names = [s.name for s in model.stages if s.kind == "lif"]
+    rates = []
     with torch.no_grad():
-        for layer in model.weights.values():
-            layer.weight.mul_(gain)
+        for layer_name, lif_name in zip(model.weights, names, strict=True):
+            weight = model.weights[layer_name].weight
+            lo, hi = 0.0, None
+            gain = 1.0
+            for _ in range(iters):
+                _, rec = model(xt, semantics, record=True)
+                rate = float(rec[lif_name].mean())
+                if abs(rate - target_rate) < 0.2 * target_rate:
+                    break
+                # bisection on a log scale: grow until the rate overshoots, then halve the bracket
+                if rate < target_rate:
+                    lo = gain
+                    step = 2.0 if hi is None else (hi / gain) ** 0.5
+                else:
+                    hi = gain
+                    step = 0.5 if lo == 0.0 else (lo / gain) ** 0.5
+                weight.mul_(step)
+                gain *= step
+            rates.append(rate)
+    return rates
+
+
+def init_from_data_(model: PSNN, train: BinnedSet, cfg: TrainConfig, n: int = 16) -> list[float]:
+    """:func:`calibrate_init_` on ``n`` random training windows (seeded by ``cfg.seed``); no-op when ``init_rate`` is 0."""
+    if cfg.init_rate <= 0:
+        return []
+    rng = np.random.default_rng([cfg.seed, 999_999])
+    index = rng.choice(len(train), size=min(n, len(train)), replace=False)
+    xb, _ = sample_batch(train, index, rng, cfg, augment=False)
+    return calibrate_init_(model, xb, target_rate=cfg.init_rate, semantics=cfg.semantics)
 
 
 def finish_training(

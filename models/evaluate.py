@@ -1,0 +1,504 @@
+"""``s2gesture evaluate``: float vs int8 (snnTorch semantics) vs int8 on the emulator, on one test set.
+
+For every model the report gives, on the same test recordings:
+
+- **single-window accuracy**: the first ``window`` ticks (600, the chip's run limit) of each recording, and
+  the same on random windows whose offsets are drawn per seed (>= 3 seeds: the spread is over the window
+  offsets; the models are fixed);
+- **full-recording accuracy**: the whole recording cut into chunks exactly as the daemon cuts them
+  (``ChunkPlan`` from the daemon's default chunking config, fitted to the backend's ``max_ticks``) and
+  decided by the daemon's own :func:`~s2gesture.daemon.decision.classify_recording`;
+- for each quantized model, the cost of each chip-vs-snnTorch difference taken alone: quantization (int8 in
+  snnTorch semantics), projection latency alone, reset timing alone, both (torch chip simulator), and the
+  full chip on the emulator (the daemon's backend, which the torch chip simulator matches spike for spike);
+- drops in percentage points against the float model, paired per seed (mean +- std over seeds);
+- confusion matrices (PNG), memory per layer (float32 vs int8, and per PE from the emulator's
+  ``MappingReport``), PEs used.
+
+Writes ``report.json``, ``report.md`` and PNGs into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .binned import BinnedSet
+
+if TYPE_CHECKING:
+    from .network import PSNN
+
+#: torch semantics evaluated for each quantized model: label -> semantics name (the ablation)
+ABLATIONS: dict[str, str] = {
+    "int8, snnTorch semantics (quantization alone)": "snntorch",
+    "int8 + latency alone": "latency",
+    "int8 + same-tick reset alone": "reset",
+    "int8, chip semantics (torch simulator)": "chip",
+}
+
+
+@dataclass
+class Variant:
+    """One quantized model under evaluation."""
+
+    name: str
+    model: PSNN
+    graph: Any
+    card: Any
+    trained_for: str = "snntorch"
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+class _ReplayRunner:
+    """Backend stand-in that returns precomputed chunk outputs in call order (for torch models).
+
+    classify_recording calls ``run`` once per active chunk, in order; the torch outputs of all those chunks
+    are computed in one batch beforehand, so the daemon's own chunking and decision code still decides.
+    """
+
+    def __init__(self, outputs: list[np.ndarray], n_outputs: int) -> None:
+        self._outputs = list(outputs)
+        self.n_outputs = n_outputs
+
+    def run(self, spikes: np.ndarray, record: tuple[str, ...] = ("spikes",)) -> Any:
+        from s2gesture.daemon.backends import RunResult
+
+        out = self._outputs.pop(0)
+        return RunResult(output_spikes=out, ticks=int(out.shape[0]))
+
+
+def daemon_chunk_plan(max_ticks: int) -> Any:
+    """The daemon's default chunk plan, fitted to ``max_ticks``."""
+    from s2gesture.daemon.chunking import ChunkPlan
+    from s2gesture.daemon.config import ChunkingConfig
+
+    c = ChunkingConfig()
+    return ChunkPlan(c.window_ticks, c.stride_ticks, c.min_activity).fitted(max_ticks)
+
+
+def daemon_policy() -> Any:
+    """The daemon's default decision policy."""
+    from s2gesture.daemon.decision import DecisionPolicy
+
+    return DecisionPolicy()
+
+
+def window_offsets(data: BinnedSet, window: int, seed: int | None) -> np.ndarray:
+    """Start tick per recording: 0 for ``seed=None`` (first window), else uniform over the valid range."""
+    if seed is None:
+        return np.zeros(len(data), dtype=np.int64)
+    rng = np.random.default_rng([seed, 7])
+    return np.asarray([int(rng.integers(0, max(1, s.shape[0] - window + 1))) for s in data.spikes])
+
+
+def windows_at(data: BinnedSet, offsets: np.ndarray, window: int) -> np.ndarray:
+    """``[T, N, C, H, W]`` windows at ``offsets`` (zero-padded at the end)."""
+    from .train import crop_window
+
+    return np.stack(
+        [crop_window(s, int(o), window) for s, o in zip(data.spikes, offsets, strict=True)], axis=1
+    )
+
+
+def torch_counts(model: PSNN, x: np.ndarray, semantics: str) -> np.ndarray:
+    """Output spike counts ``[N, n]`` of a torch model."""
+    from .train import predict_counts
+
+    return predict_counts(model, x, semantics)
+
+
+def emulator_counts(backend: Any, x: np.ndarray) -> np.ndarray:
+    """Output spike counts ``[N, n]`` of the emulator, one run per window."""
+    return np.stack(
+        [backend.run(np.ascontiguousarray(x[:, i])).output_spikes.sum(0) for i in range(x.shape[1])]
+    )
+
+
+def full_recording_torch(model: PSNN, data: BinnedSet, semantics: str, plan: Any) -> np.ndarray:
+    """Final class per recording with the daemon's chunking and decision, torch model batched per recording."""
+    import torch
+
+    from s2gesture.daemon.chunking import is_active, plan_chunks
+    from s2gesture.daemon.decision import classify_recording
+
+    policy = daemon_policy()
+    preds = []
+    for spikes in data.spikes:
+        chunks = [spikes[a:b] for a, b in plan_chunks(len(spikes), plan)]
+        active = [c for c in chunks if is_active(c, plan)]
+        by_length: dict[int, list[int]] = {}
+        for i, c in enumerate(active):
+            # the tail window is shorter only when the whole recording is; batch equal lengths together
+            by_length.setdefault(c.shape[0], []).append(i)
+        ordered: list[np.ndarray] = [np.zeros(0)] * len(active)
+        for idxs in by_length.values():
+            for b in range(0, len(idxs), 32):
+                part = idxs[b : b + 32]
+                with torch.no_grad():
+                    x = torch.from_numpy(np.stack([active[i] for i in part], axis=1)).float()
+                    out = model(x, semantics).numpy()
+                for j, i in enumerate(part):
+                    ordered[i] = out[:, j]
+        runner = _ReplayRunner(ordered, model.cfg.n_classes)
+        cls, _ = classify_recording(spikes, runner, plan, policy)
+        preds.append(cls)
+    return np.asarray(preds)
+
+
+def full_recording_backend(backend: Any, data: BinnedSet, plan: Any) -> np.ndarray:
+    """Final class per recording on a real backend (the daemon's path exactly)."""
+    from s2gesture.daemon.decision import classify_recording
+
+    policy = daemon_policy()
+    return np.asarray([classify_recording(s, backend, plan, policy)[0] for s in data.spikes])
+
+
+def confusion(labels: np.ndarray, preds: np.ndarray, n: int = 11) -> np.ndarray:
+    """Confusion matrix ``[true, predicted]`` (a prediction of -1, no evidence, is not counted as a class)."""
+    m = np.zeros((n, n), dtype=np.int64)
+    for t, p in zip(labels, preds, strict=True):
+        if 0 <= p < n:
+            m[t, p] += 1
+    return m
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
+
+
+def evaluate(
+    float_model: PSNN,
+    variants: list[Variant],
+    test: BinnedSet,
+    *,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    window: int = 600,
+    float_semantics: str = "snntorch",
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """The whole comparison as a JSON-able report (see the module docstring)."""
+    from s2gesture.daemon.backends import get_backend, options_from_card
+
+    from .quantize import memory_table
+
+    labels = test.labels
+    offsets = {"first": window_offsets(test, window, None)} | {
+        f"seed{s}": window_offsets(test, window, s) for s in seeds
+    }
+    wins = {k: windows_at(test, o, window) for k, o in offsets.items()}
+    rows: list[dict[str, Any]] = []
+    confusions: dict[str, np.ndarray] = {}
+
+    def add_row(
+        name: str, model_name: str, kind: str, counts_of: Callable[[np.ndarray], np.ndarray], full: np.ndarray
+    ):
+        t0 = time.perf_counter()
+        accs, first_preds = {}, None
+        for key, x in wins.items():
+            preds = counts_of(x).argmax(1)
+            accs[key] = float((preds == labels).mean())
+            if key == "first":
+                first_preds = preds
+        row = {
+            "name": name,
+            "model": model_name,
+            "kind": kind,
+            "first_window_acc": accs["first"],
+            "seed_window_acc": [accs[f"seed{s}"] for s in seeds],
+            "full_recording_acc": float((full == labels).mean()),
+            "seconds": time.perf_counter() - t0,
+        }
+        row["window_acc"] = _stats(row["seed_window_acc"])
+        rows.append(row)
+        confusions[f"{name} | first window"] = confusion(labels, first_preds)
+        confusions[f"{name} | full recording"] = confusion(labels, full)
+        progress(
+            f"{name}: first window {row['first_window_acc']:.4f}, random windows "
+            f"{row['window_acc']['mean']:.4f} +- {row['window_acc']['std']:.4f}, full {row['full_recording_acc']:.4f}"
+        )
+        return row
+
+    # the float reference: plain torch, full recordings through the daemon's chunking at the emulator's limit
+    plan_probe = None
+    mapping: dict[str, Any] = {}
+    backends = {}
+    for v in variants:
+        b = get_backend("emulator", **options_from_card(v.card))
+        report = b.load(v.graph)
+        backends[v.name] = b
+        mapping[v.name] = report
+        plan_probe = plan_probe or daemon_chunk_plan(b.max_ticks)
+    plan = plan_probe or daemon_chunk_plan(600)
+    float_full = full_recording_torch(float_model, test, float_semantics, plan)
+    base = add_row(
+        f"float ({float_semantics} semantics)",
+        "float",
+        "float",
+        lambda x: torch_counts(float_model, x, float_semantics),
+        float_full,
+    )
+    for v in variants:
+        for label, sem in ABLATIONS.items():
+            full = full_recording_torch(v.model, test, sem, plan)
+            add_row(
+                f"{v.name}: {label}", v.name, sem, lambda x, m=v.model, s=sem: torch_counts(m, x, s), full
+            )
+        b = backends[v.name]
+        full = full_recording_backend(b, test, plan)
+        add_row(
+            f"{v.name}: int8 on the emulator (chip)",
+            v.name,
+            "emulator",
+            lambda x, b=b: emulator_counts(b, x),
+            full,
+        )
+    for row in rows:
+        paired = [a - f for a, f in zip(row["seed_window_acc"], base["seed_window_acc"], strict=True)]
+        row["drop_pp"] = {
+            "window": _stats([-100 * d for d in paired]),
+            "first_window": 100 * (base["first_window_acc"] - row["first_window_acc"]),
+            "full_recording": 100 * (base["full_recording_acc"] - row["full_recording_acc"]),
+        }
+    memory = {v.name: _memory_report(memory_table(v.model), mapping[v.name]) for v in variants}
+    for b in backends.values():
+        b.close()
+    return {
+        "test_set": test.summary(),
+        "n_test": len(test),
+        "window_ticks": window,
+        "seeds": list(seeds),
+        "seed_varies": "offset of the random window in each recording (models fixed)",
+        "chunk_plan": {"window": plan.window, "stride": plan.stride, "min_activity": plan.min_activity},
+        "decision": vars(daemon_policy().params),
+        "rows": rows,
+        "confusions": {k: v.tolist() for k, v in confusions.items()},
+        "memory": memory,
+        "variants": {
+            v.name: {"trained_for": v.trained_for, "quantization": _brief_record(v.record)} for v in variants
+        },
+    }
+
+
+def _brief_record(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: record[k] for k in ("scheme", "percentile", "layer_scales", "thresholds") if k in record}
+
+
+def _memory_report(table: list[dict[str, Any]], mapping: Any) -> dict[str, Any]:
+    pops = []
+    for pop in mapping.populations:
+        peak = max(pop.bytes_per_pe, key=lambda b: b["total"])
+        pops.append(
+            {
+                "population": pop.name,
+                "neurons": pop.neurons,
+                "atoms_per_pe": pop.max_atoms_per_core,
+                "pes": pop.pes,
+                "max_bytes_per_pe": int(peak["total"]),
+                "synapse_bytes_per_pe": int(peak["synapses"]),
+            }
+        )
+    return {
+        "weights": table,
+        "pes_used": mapping.pes_used,
+        "pes_available": mapping.pes_available,
+        "max_ticks": mapping.max_ticks,
+        "limiting": mapping.limiting,
+        "populations": pops,
+    }
+
+
+def plot_confusions(
+    confusions: dict[str, list[list[int]]], path: Path, classes: tuple[str, ...], keys: list[str]
+) -> None:
+    """Confusion matrices of ``keys`` side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(keys)
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.0 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        m = np.asarray(confusions[key])
+        ax.imshow(m, cmap="Blues")
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                if m[i, j]:
+                    ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=6)
+        ax.set_title(key, fontsize=7)
+        ax.set_xticks(range(len(classes)))
+        ax.set_yticks(range(len(classes)))
+        ax.set_xlabel("predicted", fontsize=7)
+        ax.set_ylabel("true", fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_accuracies(report: dict[str, Any], path: Path) -> None:
+    """Bar chart: random-window accuracy (mean +- std over seeds), first-window and full-recording accuracy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["rows"]
+    y = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.2))
+    ax.barh(y - 0.25, [100 * r["window_acc"]["mean"] for r in rows], 0.25,
+            xerr=[100 * r["window_acc"]["std"] for r in rows], label="random 600-tick window (mean ± std, seeds)")  # fmt: skip
+    ax.barh(y, [100 * r["first_window_acc"] for r in rows], 0.25, label="first 600 ticks")
+    ax.barh(
+        y + 0.25, [100 * r["full_recording_acc"] for r in rows], 0.25, label="full recording (daemon chunks)"
+    )
+    ax.set_yticks(y)
+    ax.set_yticklabels([r["name"] for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    lo = min(100 * min(r["first_window_acc"], r["window_acc"]["mean"], r["full_recording_acc"]) for r in rows)
+    ax.set_xlim(max(0, lo - 10), 100)
+    ax.set_xlabel(f"accuracy (%) on {report['n_test']} held-out recordings")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as a markdown section."""
+    n = report["n_test"]
+    lines = [
+        f"Test set: {n} recordings of held-out users {', '.join(report['test_set']['users'])}; "
+        f"one recording = {100 / max(1, n):.2f} pp. Seeds {report['seeds']} vary the "
+        f"{report['seed_varies']}. Windows of {report['window_ticks']} ticks; full recordings cut by the "
+        f"daemon's chunk plan {report['chunk_plan']} and decided by its default policy.",
+        "",
+        "| model | random window (mean ± std) | drop (pp, paired) | first window | full recording | full drop (pp) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        w, d = r["window_acc"], r["drop_pp"]["window"]
+        lines.append(
+            f"| {r['name']} | {100 * w['mean']:.2f} ± {100 * w['std']:.2f} % | {d['mean']:+.2f} ± {d['std']:.2f} | "
+            f"{100 * r['first_window_acc']:.2f} % | {100 * r['full_recording_acc']:.2f} % | "
+            f"{r['drop_pp']['full_recording']:+.2f} |"
+        )
+    for name, mem in report["memory"].items():
+        lines += [
+            "",
+            f"Memory of `{name}`: {mem['pes_used']} of {mem['pes_available']} PEs; max run {mem['max_ticks']} ticks "
+            f"(limited by {mem['limiting']}).",
+            "",
+            "| layer | weights | float32 bytes | int8 bytes |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {t['layer']} | {t['weights']} | {t['float32_bytes']} | {t['int8_bytes']} |"
+            for t in mem["weights"]
+        ]
+        lines += [
+            "",
+            "| population | neurons | neurons/PE | PEs | max bytes/PE | synapse bytes/PE |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {p['population']} | {p['neurons']} | {p['atoms_per_pe']} | {p['pes']} | {p['max_bytes_per_pe']} | "
+            f"{p['synapse_bytes_per_pe']} |"
+            for p in mem["populations"]
+        ]
+        break  # the layout is the same for every variant of one architecture
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], out: Path, classes: tuple[str, ...]) -> None:
+    """report.json, report.md, accuracy.png, confusion.png into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.md").write_text(markdown(report))
+    plot_accuracies(report, out / "accuracy.png")
+    keys = [
+        k for k in report["confusions"] if k.endswith("full recording") and ("float" in k or "emulator" in k)
+    ]
+    plot_confusions(report["confusions"], out / "confusion.png", classes, keys[:6])
+
+
+def load_variant(path: str | Path, name: str | None = None) -> Variant:
+    """A quantized model from an integer ``.pt`` (quantizer output) or a ``.nir`` (exporter output)."""
+    from s2gesture.daemon.card import read_model
+
+    from .export import make_card, psnn_from_nir, to_nir_graph
+    from .train import load_model_file
+
+    path = Path(path)
+    if path.suffix == ".nir":
+        m = read_model(path)
+        model = psnn_from_nir(m.graph)
+        return Variant(
+            name or m.card.name, model, m.graph, m.card, str(m.card.semantics.get("trained_for", "snntorch")),
+            dict(m.card.quantization),
+        )  # fmt: skip
+    model, blob = load_model_file(path)
+    if blob.get("kind") != "int8":
+        msg = f"{path} is a {blob.get('kind')!r} model; pass integer models (.pt from `s2gesture quantize` or .nir)"
+        raise ValueError(msg)
+    card = make_card(name or path.stem, blob["quantization"], semantics=blob.get("semantics", "snntorch"))
+    return Variant(
+        name or path.stem,
+        model,
+        to_nir_graph(model),
+        card,
+        blob.get("semantics", "snntorch"),
+        blob["quantization"],
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``s2gesture evaluate`` argument parser."""
+    p = argparse.ArgumentParser(prog="s2gesture evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="dataset root (tonic layout); its test split is used")
+    p.add_argument("--float", dest="float_model", required=True, help="float model.pt (the reference)")
+    p.add_argument(
+        "--quantized", nargs="+", required=True, metavar="[NAME=]PATH", help="integer .pt or .nir models"
+    )
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--window", type=int, default=600)
+    p.add_argument("--limit", type=int, help="only the first N test recordings")
+    return p
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``s2gesture evaluate``."""
+    args = build_parser().parse_args(argv)
+    from s2gesture.daemon.card import GESTURE_CLASSES
+    from s2gesture.daemon.preprocess import PreprocessSpec
+
+    from .binned import load_split
+    from .train import load_model_file, setup_torch
+
+    setup_torch(0, 2)
+    if len(args.seeds) < 3:
+        print("note: fewer than 3 seeds give no meaningful spread")
+    float_model, blob = load_model_file(args.float_model)
+    variants = []
+    for item in args.quantized:
+        name, _, path = item.rpartition("=")
+        variants.append(load_variant(path, name or None))
+    test = load_split(args.data, "test", PreprocessSpec(sensor_size=(128, 128)), limit=args.limit)
+    report = evaluate(float_model, variants, test, seeds=tuple(args.seeds), window=args.window,
+                      float_semantics=blob.get("semantics", "snntorch"))  # fmt: skip
+    write_report(report, Path(args.out), GESTURE_CLASSES)
+    print(f"report in {args.out}/report.md")
+    return 0

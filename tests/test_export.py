@@ -1,0 +1,96 @@
+"""NIR export: graph structure, card, identity translation, round trip through read_model and the emulator."""
+
+from __future__ import annotations
+
+import json
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+from s2gesture.daemon.backends import get_backend, options_from_card
+from s2gesture.daemon.card import read_model
+from s2gesture.daemon.errors import ModelCardError
+from s2gesture.models.export import export_model, make_card, to_nir_graph
+from s2gesture.models.network import PSNN, PSNNConfig
+from s2gesture.models.quantize import quantize_ptq
+
+SMALL = PSNNConfig(channels=(4, 4, 4), hidden=16)
+
+
+def _int_model(seed: int = 0, cfg: PSNNConfig = SMALL) -> tuple[PSNN, dict]:
+    torch.manual_seed(seed)
+    model = PSNN(cfg)
+    with torch.no_grad():
+        for layer in model.weights.values():
+            layer.weight.mul_(3.0)
+    return quantize_ptq(model, 100.0)
+
+
+def _input(seed: int, T: int = 40, p: float = 0.03) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random((T, 2, 32, 32)) < p).astype(np.uint8)
+
+
+def test_graph_has_the_p_snn_nodes_in_order(tmp_path) -> None:
+    """The exported graph is Input, Conv2d, LIF, ..., SumPool2d, Flatten, Affine, LIF, Output with integer weights."""
+    qmodel, record = _int_model()
+    graph = to_nir_graph(qmodel)
+    kinds = [type(graph.nodes[dst]).__name__ for _, dst in graph.edges]
+    assert kinds == [
+        "Conv2d", "LIF", "Conv2d", "LIF", "SumPool2d", "Conv2d", "LIF", "SumPool2d",
+        "Flatten", "Affine", "LIF", "Affine", "LIF", "Output",
+    ]  # fmt: skip
+    w = graph.nodes["conv2"].weight
+    assert np.array_equal(w, np.rint(w)) and np.abs(w).max() == 127
+    assert graph.nodes["lif1"].v_threshold[0, 0, 0] == pytest.approx(record["thresholds"]["conv1"], rel=1e-6)
+    # FORWARD integrator with dt = 1e-4: alpha_decay = 1 - dt/tau = beta
+    lif = graph.nodes["lif4"]
+    assert 1 - 1e-4 / float(lif.tau[0]) == pytest.approx(0.93, abs=1e-6)
+
+
+def test_export_refuses_float_weights() -> None:
+    """A float (unquantized) model is refused with a message that says to quantize first."""
+    with pytest.raises(ValueError, match="quantize"):
+        to_nir_graph(PSNN(SMALL))
+
+
+def test_round_trip_gives_identical_emulator_outputs(tmp_path) -> None:
+    """export -> read_model -> emulator equals the emulator on the in-memory graph, and the torch chip simulator."""
+    qmodel, record = _int_model(1)
+    path = tmp_path / "m.nir"
+    written = export_model(qmodel, path, make_card("t", record, semantics="snntorch"))
+    loaded = read_model(path)
+    assert loaded.hash == written.hash
+    assert loaded.card.conversion.scale_weights is False
+    assert loaded.card.quantization["scheme"] == "ptq"
+    x = _input(2)
+    outs = []
+    for graph in (to_nir_graph(qmodel), loaded.graph):
+        backend = get_backend("emulator", **options_from_card(loaded.card))
+        backend.load(graph)
+        outs.append(backend.run(x, record=("spikes",)))
+        backend.close()
+    assert np.array_equal(outs[0].output_spikes, outs[1].output_spikes)
+    with torch.no_grad():
+        out, rec = qmodel(torch.from_numpy(x[:, None]).float(), "chip", record=True)
+    assert outs[1].output_spikes.sum() > 0
+    assert np.array_equal(out[:, 0].numpy(), outs[1].output_spikes)
+    for name in ("lif1", "lif2", "lif3", "lif4"):
+        assert np.array_equal(rec[name][:, 0].reshape(rec[name].shape[0], -1).numpy(), outs[1].spikes[name])
+
+
+def test_graph_without_card_is_refused_and_card_option_serves_it(tmp_path) -> None:
+    """A foreign graph has no card: read_model names the missing card; supplying one on the side works."""
+    qmodel, _ = _int_model(2)
+    path = tmp_path / "foreign.nir"
+    nir.write(path, to_nir_graph(qmodel))
+    with pytest.raises(ModelCardError, match="--card"):
+        read_model(path)
+    card_path = tmp_path / "card.json"
+    card_path.write_text(json.dumps({"name": "foreign"}))
+    with pytest.raises(ModelCardError, match="classes"):
+        read_model(path, card=card_path)
+    card_path.write_text(json.dumps({"name": "foreign", "classes": [str(i) for i in range(11)]}))
+    assert read_model(path, card=card_path).card.name == "foreign"
