@@ -75,6 +75,29 @@ def test_denoise_equals_tonic_property(seed: int, window: int, t0: int) -> None:
     np.testing.assert_array_equal(denoise(events, (16, 12), window), tt.Denoise(filter_time=window)(events))
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1), w=st.integers(1, 16), h=st.integers(1, 12), window=st.integers(1, 20_000)
+)
+def test_denoise_sensor_size_bound_agrees_with_tonic_data_bound(
+    seed: int, w: int, h: int, window: int
+) -> None:
+    """Events in any corner sub-rectangle of the sensor: tonic (data-max bound) agrees unless all sit on (0, 0)."""
+    import tonic.transforms as tt
+
+    rng = np.random.default_rng(seed)
+    n = 300
+    events = make_events(
+        rng.integers(0, w, n), rng.integers(0, h, n), rng.random(n) < 0.5, np.sort(rng.integers(0, 60_000, n))
+    )
+    ours = denoise(events, (16, 12), window)
+    ref = tt.Denoise(filter_time=window)(events)
+    if w == h == 1:
+        assert len(ref) == 0
+    else:
+        np.testing.assert_array_equal(ours, ref)
+
+
 def test_denoise_deliberate_difference_single_pixel() -> None:
     """The one documented difference: events only at pixel (0, 0) early on, which tonic (1x1 'sensor') drops."""
     import tonic.transforms as tt
