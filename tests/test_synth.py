@@ -160,3 +160,16 @@ def test_unknown_lighting_lists_the_known_ones() -> None:
     assert synth.lighting_of("natural3") == synth.LIGHTINGS["natural"]
     with pytest.raises(ValueError, match="fluorescent, fluorescent_led, lab, led, natural"):
         synth.lighting_of("sunny")
+
+
+def test_aedat_option_writes_the_same_events_as_the_npy_files(tmp_path: Path) -> None:
+    """--aedat sessions hold, segment by segment, exactly the events of the tonic-layout files."""
+    from s2gesture.models.datasets import aedat3
+
+    synth.generate(tmp_path, 1, 0, 4, duration_s=0.05, repeats=1, aedat=True, workers=1, progress=False)
+    (session,) = (tmp_path / "aedat" / "train").glob("*.aedat")
+    segments = aedat3.read_segments(session)
+    assert [s.label for s in segments] == list(range(11))
+    for seg in segments:
+        npy = tmp_path / "DVSGesture" / "ibmGestureTrain" / session.stem / f"{seg.label}.npy"
+        np.testing.assert_array_equal(seg.events, tonic_layout.load_sample(npy).events)
