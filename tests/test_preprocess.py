@@ -323,3 +323,10 @@ def test_spec_from_card() -> None:
     spec = PreprocessSpec.from_card(InputSpec(dt_us=2000, denoise_us=0, mapping="scale"), (346, 260))
     assert spec == PreprocessSpec(sensor_size=(346, 260), mapping="scale", dt_us=2000, denoise_us=0)
     assert spec.frame_shape == (2, 32, 32)
+
+
+def test_warm_up_runs_every_kernel_path() -> None:
+    """warm_up() compiles or loads the kernels and reports the seconds it took."""
+    from s2gesture.daemon.preprocess import warm_up
+
+    assert 0.0 <= warm_up((346, 260)) < 60.0
