@@ -30,163 +30,16 @@ from .translate import ChipNetwork, Population, Projection, translate
 
 log = logging.getLogger(__name__)
 
-_KERNELS: dict[str, Any] = {}
+#: the kernels add synapse runs in blocks of this many targets (kernels.BLOCK; kept here so planning
+#: does not import numba)
+BLOCK = 16
 
 
 def _kernels() -> dict[str, Any]:
-    """Compile (or load from numba's on-disk cache) the scatter and scan kernels on first use."""
-    if _KERNELS:
-        return _KERNELS
-    import numba as nb
+    """The compiled kernels (kernels.py imports numba; loaded on first use, from numba's disk cache)."""
+    from . import kernels
 
-    @nb.njit(cache=True, nogil=True)
-    def fma32(a: float, b: float, c: float) -> float:  # pragma: no cover - compiled
-        # a*b exact in float64; round the sum to odd with TwoSum, then to float32: correctly rounded fma
-        p = np.float64(a) * np.float64(b)
-        c64 = np.float64(c)
-        s = p + c64
-        bb = s - p
-        err = (p - (s - bb)) + (c64 - bb)
-        f = np.float32(s)
-        if err != 0.0 and np.float64(f) != s:
-            # float32 midpoints are float64 numbers, so rounding the sum to float64 can only go wrong by
-            # landing exactly on one; the sign of the TwoSum error then says which neighbour is right
-            if np.float64(f) < s:
-                lo, hi = f, np.nextafter(f, np.float32(np.inf))
-            else:
-                lo, hi = np.nextafter(f, np.float32(-np.inf)), f
-            if s == (np.float64(lo) + np.float64(hi)) * 0.5:
-                return hi if err > 0.0 else lo
-        return f
-
-    @nb.njit(cache=True, nogil=True, boundscheck=False)
-    def add_spikes(acc, idx, lo, hi, src_ptr, run_tgt, run_w0, run_len, wflat):  # pragma: no cover - compiled
-        # unsigned indices: numba then knows they are >= 0, skips negative-index wraparound and LLVM
-        # vectorises the run (a contiguous int32 add)
-        events = 0
-        for q in range(lo, hi):
-            j = idx[q]
-            for r in range(src_ptr[j], src_ptr[j + 1]):
-                tg = np.uint64(run_tgt[r])
-                w0 = np.uint64(run_w0[r])
-                ln = np.uint64(run_len[r])
-                for k in range(ln):
-                    acc[tg + np.uint64(k)] += wflat[w0 + np.uint64(k)]
-                events += run_len[r]  # int64: mixing in the uint64 would make numba count in float64
-        return events
-
-    @nb.njit(cache=True, nogil=True, boundscheck=False)
-    def compact(row, n, out_idx, c):  # pragma: no cover - compiled
-        # spike list of one tick: skip 8 silent neurons at a time (most words are zero at a few % activity)
-        words = row.view(np.uint64)
-        for w in range(words.size):
-            if words[w] != 0:
-                base = w * 8
-                for i in range(base, min(base + 8, n)):
-                    if row[i]:
-                        out_idx[c] = i
-                        c += 1
-        return c
-
-    @nb.njit(cache=True, nogil=True, boundscheck=False)
-    def lists_of(spk, n, out_idx, out_ptr):  # pragma: no cover - compiled
-        c = 0
-        for t in range(spk.shape[0]):
-            c = compact(spk[t], n, out_idx, c)
-            out_ptr[t + 1] = c
-        return c
-
-    @nb.njit(cache=True, nogil=True, boundscheck=False)
-    def lif_layer(idx, ptr, shift, src_ptr, run_tgt, run_w0, run_len, wflat, acc,
-                  alpha, thr, ioff, zero_reset, ge, fma, spk_out, v_out, record_v, out_idx, out_ptr):  # pragma: no cover
-        # per tick: integer input from the sources' spikes of tick t - shift (a row that stays in L1),
-        # then the float32 update of every neuron, then the spike list that the next layer consumes
-        T = spk_out.shape[0]
-        n = alpha.size
-        v = np.zeros(n, dtype=np.float32)
-        zero = np.float32(0.0)
-        events = 0
-        c = 0
-        for t in range(T):
-            acc[:] = 0
-            ts = t - shift
-            if ts >= 0:
-                events += add_spikes(acc, idx, ptr[ts], ptr[ts + 1], src_ptr, run_tgt, run_w0, run_len, wflat)
-            s_t = spk_out[t]
-            if fma:
-                for i in range(n):
-                    x = fma32(alpha[i], v[i], np.float32(acc[i])) + ioff[i]
-                    f = (x >= thr[i]) if ge else (x > thr[i])
-                    v[i] = (zero if zero_reset else x - thr[i]) if f else x
-                    s_t[i] = 1 if f else 0
-            elif ge:
-                for i in range(n):
-                    x = alpha[i] * v[i] + np.float32(acc[i])
-                    x = x + ioff[i]
-                    f = x >= thr[i]
-                    r = zero if zero_reset else x - thr[i]
-                    v[i] = r if f else x
-                    s_t[i] = 1 if f else 0
-            else:
-                for i in range(n):
-                    x = alpha[i] * v[i] + np.float32(acc[i])
-                    x = x + ioff[i]
-                    f = x > thr[i]
-                    r = zero if zero_reset else x - thr[i]
-                    v[i] = r if f else x
-                    s_t[i] = 1 if f else 0
-            if record_v:
-                v_out[t] = v
-            c = compact(s_t, n, out_idx, c)
-            out_ptr[t + 1] = c
-        return events
-
-    @nb.njit(cache=True, nogil=True, boundscheck=False)
-    def cuba_layer(idx, ptr, shift, src_ptr, run_tgt, run_w0, run_len, wflat, pos,
-                   nsrc_ptr, nrun_tgt, nrun_w0, nrun_len, nwflat, neg,
-                   alpha, exc, inh, thr, ioff, zero_reset, ge, fma, updated,
-                   spk_out, v_out, record_v, out_idx, out_ptr):  # pragma: no cover
-        T = spk_out.shape[0]
-        n = alpha.size
-        v = np.zeros(n, dtype=np.float32)
-        ie = np.zeros(n, dtype=np.float32)
-        ii = np.zeros(n, dtype=np.float32)
-        zero = np.float32(0.0)
-        events = 0
-        c = 0
-        for t in range(T):
-            pos[:] = 0
-            neg[:] = 0
-            ts = t - shift
-            if ts >= 0:
-                events += add_spikes(pos, idx, ptr[ts], ptr[ts + 1], src_ptr, run_tgt, run_w0, run_len, wflat)
-                events += add_spikes(neg, idx, ptr[ts], ptr[ts + 1], nsrc_ptr, nrun_tgt, nrun_w0, nrun_len, nwflat)
-            s_t = spk_out[t]
-            for i in range(n):
-                old = ie[i] - ii[i]
-                if fma:
-                    ie[i] = fma32(exc[i], ie[i], np.float32(pos[i]))
-                    ii[i] = fma32(inh[i], ii[i], np.float32(neg[i]))
-                else:
-                    ie[i] = exc[i] * ie[i] + np.float32(pos[i])
-                    ii[i] = inh[i] * ii[i] + np.float32(neg[i])
-                cur = (ie[i] - ii[i]) if updated else old
-                if fma:
-                    x = fma32(alpha[i], v[i], cur)
-                else:
-                    x = alpha[i] * v[i] + cur
-                x = x + ioff[i]
-                f = (x >= thr[i]) if ge else (x > thr[i])
-                v[i] = (zero if zero_reset else x - thr[i]) if f else x
-                s_t[i] = 1 if f else 0
-            if record_v:
-                v_out[t] = v
-            c = compact(s_t, n, out_idx, c)
-            out_ptr[t + 1] = c
-        return events
-
-    _KERNELS.update(fma32=fma32, add_spikes=add_spikes, compact=compact, lists_of=lists_of, lif_layer=lif_layer, cuba_layer=cuba_layer)
-    return _KERNELS
+    return kernels.KERNELS
 
 
 # -- layouts and synapse runs -------------------------------------------------------------------------------
@@ -220,8 +73,11 @@ def _pooled_index(proj: Projection) -> np.ndarray:
 def synapse_list(proj: Projection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All nonzero synapses of a projection in NIR indices: (source neuron, target neuron, int weight)."""
     pooled = _pooled_index(proj)
+    # zero weights are kept unless most are zero: a zero inside a run costs one lane of a SIMD add,
+    # a run split in two costs a whole run
+    keep = (proj.weight != 0) if np.count_nonzero(proj.weight) * 2 < proj.weight.size else np.ones(proj.weight.shape, bool)
     if proj.kind == "dense":
-        p_src, p_tgt = np.nonzero(proj.weight)
+        p_src, p_tgt = np.nonzero(keep)
         w = proj.weight[p_src, p_tgt].astype(np.int32)
     else:
         c_in, c_out, kh, kw = proj.weight.shape
@@ -239,7 +95,7 @@ def synapse_list(proj: Projection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 src_ok = np.nonzero(ok)[0]
                 for co in range(c_out):
                     wv = proj.weight[ci[src_ok], co, ky, kx]
-                    nz = wv != 0
+                    nz = keep[ci[src_ok], co, ky, kx]
                     srcs.append(src_ok[nz])
                     tgts.append((co * ho + oy[src_ok[nz]]) * wo + ox[src_ok[nz]])
                     ws.append(wv[nz].astype(np.int32))
@@ -269,6 +125,13 @@ class SynapseRuns:
     wflat: np.ndarray
     n_synapses: int
 
+    @property
+    def packed(self) -> np.ndarray:
+        """int32 ``[R, 3]``: (first target, first weight, length) per run, what the kernel reads."""
+        if getattr(self, "_packed", None) is None:
+            self._packed = np.ascontiguousarray(np.stack([self.run_tgt, self.run_w0, self.run_len], axis=1), dtype=np.int32)
+        return self._packed
+
 
 def build_runs(src: np.ndarray, tgt: np.ndarray, w: np.ndarray, n_src: int, dtype: Any = np.int32) -> SynapseRuns:
     """Sort synapses by (source, target) and merge consecutive targets into runs."""
@@ -295,8 +158,9 @@ def build_runs(src: np.ndarray, tgt: np.ndarray, w: np.ndarray, n_src: int, dtyp
         at = segments.get(key)
         if at is None:
             at = segments[key] = offset
-            pieces.append(seg)
-            offset += ln
+            padded = -(-ln // BLOCK) * BLOCK  # the kernel adds whole blocks; the padding adds zeros
+            pieces.append(np.concatenate([seg, np.zeros(padded - ln, np.int32)]))
+            offset += padded
         w0[r] = at
     wflat = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
     return SynapseRuns(
@@ -376,10 +240,10 @@ def spike_lists(spk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     T, n = spk.shape
     padded = np.zeros((T, -(-n // 8) * 8), dtype=np.uint8)
     padded[:, :n] = spk
-    out_idx = np.empty(int(np.count_nonzero(spk)), dtype=np.int32)
+    out_idx = np.empty(int(np.count_nonzero(spk)) + 8, dtype=np.int32)
     out_ptr = np.zeros(T + 1, dtype=np.int64)
     _kernels()["lists_of"](padded, n, out_idx, out_ptr)
-    return out_idx, out_ptr
+    return out_idx[: out_ptr[-1]], out_ptr
 
 
 def merge_lists(lists: list[tuple[np.ndarray, np.ndarray]], offsets: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -418,8 +282,15 @@ def check_chunk(net: ChipNetwork, spikes: Any, record: Any) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def run_fast(net: ChipNetwork, plans: dict[str, PlannedPopulation], spikes: np.ndarray, record: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int, int]:
-    """Layer-by-layer chunk; returns (spikes by population in NIR order, voltages, ticks, synaptic events)."""
+def run_fast(
+    net: ChipNetwork, plans: dict[str, PlannedPopulation], spikes: np.ndarray, record: tuple[str, ...],
+    workspace: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int, int]:
+    """Layer-by-layer chunk; returns (spikes by population in NIR order, voltages, ticks, synaptic events).
+
+    ``workspace`` keeps the per-population spike and spike-list buffers between calls (fresh pages cost
+    page faults worth a layer's compute); pass it only when the caller copies what it keeps.
+    """
     k = _kernels()
     opts = net.options
     T = spikes.shape[0]
@@ -428,10 +299,10 @@ def run_fast(net: ChipNetwork, plans: dict[str, PlannedPopulation], spikes: np.n
     n_in = net.populations[net.input_name].n
     inp = np.zeros((ticks, -(-n_in // 8) * 8), dtype=np.uint8)
     inp[:T, :n_in] = spikes.reshape(T, -1)
-    in_idx = np.empty(int(np.count_nonzero(spikes)), dtype=np.int32)
+    in_idx = np.empty(int(np.count_nonzero(spikes)) + 8, dtype=np.int32)
     in_ptr = np.zeros(ticks + 1, dtype=np.int64)
     k["lists_of"](inp, n_in, in_idx, in_ptr)
-    lists = {net.input_name: (in_idx, in_ptr)}
+    lists = {net.input_name: (in_idx[: in_ptr[-1]], in_ptr)}
     internal: dict[str, np.ndarray] = {}
     record_v = "v" in record
     zero_reset = opts.reset == "ZERO"
@@ -447,22 +318,29 @@ def run_fast(net: ChipNetwork, plans: dict[str, PlannedPopulation], spikes: np.n
         plan = plans[name]
         n = plan.pop.n
         # rows padded to whole 64-bit words so the spike-list pass can skip 8 silent neurons at once
-        spk = np.zeros((ticks, -(-n // 8) * 8), dtype=np.uint8)
+        if workspace is not None and (name, ticks) in workspace:
+            spk, out_idx = workspace[(name, ticks)]  # every row is fully rewritten by the kernel
+        else:
+            spk = np.zeros((ticks, -(-n // 8) * 8), dtype=np.uint8)
+            out_idx = np.empty(ticks * n + 8, dtype=np.int32)
+            if workspace is not None:
+                if len(workspace) > 4 * len(plans):  # chunk lengths vary: keep a few, not every one
+                    workspace.clear()
+                workspace[(name, ticks)] = (spk, out_idx)
         v_out = np.zeros((ticks, n) if record_v else (1, n), dtype=np.float32)
-        out_idx = np.empty(ticks * n, dtype=np.int32)
         out_ptr = np.zeros(ticks + 1, dtype=np.int64)
         idx, ptr = merge_lists([lists[s] for s in plan.sources], plan.offsets)
         r, q, p = plan.runs, plan.runs_neg, plan.params
         if plan.pop.model == "lif_curr_exp_no_delay":
             events += k["cuba_layer"](
-                idx, ptr, shift, r.src_ptr, r.run_tgt, r.run_w0, r.run_len, r.wflat, np.zeros(n, plan.acc_dtype),
-                q.src_ptr, q.run_tgt, q.run_w0, q.run_len, q.wflat, np.zeros(n, plan.acc_dtype),
+                idx, ptr, shift, r.src_ptr, r.packed, r.wflat, np.zeros(n + BLOCK, plan.acc_dtype),
+                q.src_ptr, q.packed, q.wflat, np.zeros(n + BLOCK, plan.acc_dtype),
                 p["alpha_decay"], p["exc_decay"], p["inh_decay"], p["threshold"], p["i_offset"],
                 zero_reset, ge, opts.fma, opts.cuba_current == "updated", spk, v_out, record_v, out_idx, out_ptr,
             )
         else:
             events += k["lif_layer"](
-                idx, ptr, shift, r.src_ptr, r.run_tgt, r.run_w0, r.run_len, r.wflat, np.zeros(n, plan.acc_dtype),
+                idx, ptr, shift, r.src_ptr, r.packed, r.wflat, np.zeros(n + BLOCK, plan.acc_dtype),
                 p["alpha_decay"], p["threshold"], p["i_offset"], zero_reset, ge, opts.fma,
                 spk, v_out, record_v, out_idx, out_ptr,
             )
@@ -526,12 +404,14 @@ class EmulatorBackend:
         self.plans: dict[str, PlannedPopulation] = {}
         #: synaptic events of the last run (sum over projections of targets hit per source spike)
         self.last_events = 0
+        self._workspace: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def load(self, graph: Any) -> Any:
         """Translate, map and prepare ``graph``; returns its MappingReport."""
         self.net = translate(graph, self.options)
         self.memory = MemoryModel(self.net)
         self.plans = plan_network(self.net)
+        self._workspace = {}
         return self.memory.report
 
     def _loaded(self) -> ChipNetwork:
@@ -577,7 +457,9 @@ class EmulatorBackend:
             all_spikes, voltages, ticks = run_network(net, arr, record)
             self.last_events = -1
         else:
-            all_spikes, voltages, ticks, self.last_events = run_fast(net, self.plans, arr, record)
+            # buffers are reused only when no hidden spikes leave this call (the output is copied below)
+            workspace = None if "spikes" in record else self._workspace
+            all_spikes, voltages, ticks, self.last_events = run_fast(net, self.plans, arr, record, workspace)
         out = np.concatenate([all_spikes[n] for n in net.output_names], axis=1)
         return RunResult(out, all_spikes if "spikes" in record else {}, voltages, ticks)
 

@@ -31,7 +31,7 @@ def _ints(rng: np.random.Generator, shape: tuple[int, ...], mean: float, std: fl
 
 
 #: firing thresholds (int8 weight units) that give a few percent activity at 5 % input
-PAPER_THRESHOLDS = {"lif1": 280.0, "lif2": 520.0, "lif3": 900.0, "lif4": 260.0, "lif5": 300.0}
+PAPER_THRESHOLDS = {"lif1": 280.0, "lif2": 520.0, "lif3": 900.0, "lif4": 1100.0, "lif5": 1000.0}
 
 
 def paper_gesture_graph(seed: int = 0, *, beta: float = 0.93, dt: float = 1e-4, n_classes: int = 11) -> object:

@@ -206,8 +206,8 @@ class MemoryModel:
 
     # -- run length ---------------------------------------------------------------------------------------
 
-    def slice_limits(self, record: tuple[str, ...], rate: float, counts: np.ndarray | None = None, ticks: int | None = None) -> list[tuple[Slice, float, dict[str, float], int]]:
-        """Per slice: (slice, max ticks, per-tick bytes, static total); ``counts`` = actual input spikes per neuron."""
+    def slice_limits(self, record: tuple[str, ...], rate: float, counts: dict[int, int] | None = None, ticks: int | None = None) -> list[tuple[Slice, float, dict[str, float], int]]:
+        """Per slice: (slice, max ticks, per-tick bytes, static total); ``counts`` = actual input spikes per PE."""
         cap = data_bytes()
         out = []
         for sl in self.slices:
@@ -215,7 +215,7 @@ class MemoryModel:
             per = self.per_tick_bytes(pop, sl.lo, sl.hi, record, rate)
             static = sum(sl.static.values())
             if counts is not None and ticks is not None and pop.model == "spike_list":
-                per["spike_list"] = (int(counts[sl.lo : sl.hi].sum()) * C("spike_list_word_bytes")) / max(ticks, 1) + C("spike_list_tick_bytes")
+                per["spike_list"] = (counts[sl.pe] * C("spike_list_word_bytes")) / max(ticks, 1) + C("spike_list_tick_bytes")
             grow = sum(per.values())
             limit = math.inf if grow == 0 else (cap - static) / grow
             out.append((sl, limit, per, static))
@@ -294,7 +294,12 @@ class MemoryModel:
 
     def check_chunk(self, ticks: int, record: tuple[str, ...], spikes: np.ndarray) -> None:
         """Raise ChipMemoryError if a run of ``ticks`` with these input ``spikes`` [T, ...] overflows any PE."""
-        counts = spikes.reshape(spikes.shape[0], -1).sum(axis=0)
+        flat = spikes.reshape(spikes.shape[0], -1)
+        counts = {
+            sl.pe: int(np.count_nonzero(flat[:, sl.lo : sl.hi]))
+            for sl in self.slices
+            if self.net.populations[sl.population].model == "spike_list"
+        }
         cap = data_bytes()
         if len(self.slices) > C("pes_usable"):
             msg = f"graph needs {len(self.slices)} PEs but one chip has {int(C('pes_usable'))}; see the multi-chip plan in the mapping report"

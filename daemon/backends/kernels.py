@@ -1,0 +1,205 @@
+"""Compiled kernels of the fast emulator (numba, no fastmath: float32 operations stay separate and in order).
+
+Module-level functions so numba's on-disk cache (``cache=True``) works: a daemon restart loads them
+instead of compiling. Imported only when the emulator first runs (numba is slow to import).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba as nb
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+
+@nb.njit(cache=True, nogil=True)
+def fma32(a: float, b: float, c: float) -> float:  # pragma: no cover - compiled
+    # a*b exact in float64; round the sum to odd with TwoSum, then to float32: correctly rounded fma
+    p = np.float64(a) * np.float64(b)
+    c64 = np.float64(c)
+    s = p + c64
+    bb = s - p
+    err = (p - (s - bb)) + (c64 - bb)
+    f = np.float32(s)
+    if err != 0.0 and np.float64(f) != s:
+        # float32 midpoints are float64 numbers, so rounding the sum to float64 can only go wrong by
+        # landing exactly on one; the sign of the TwoSum error then says which neighbour is right
+        if np.float64(f) < s:
+            lo, hi = f, np.nextafter(f, np.float32(np.inf))
+        else:
+            lo, hi = np.nextafter(f, np.float32(-np.inf)), f
+        if s == (np.float64(lo) + np.float64(hi)) * 0.5:
+            return hi if err > 0.0 else lo
+    return f
+
+#: runs are added in blocks of this many targets (weights zero-padded to a multiple of it, accumulators
+#: padded by it): a constant-length inner loop becomes one or two SIMD adds, where a variable-length loop
+#: shorter than LLVM's unrolled vector body (64 int16) would run scalar
+BLOCK = 16
+
+
+@intrinsic
+def add_block(typingctx, acc, a0, w, w0):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """``acc[a0 : a0+BLOCK] += w[w0 : w0+BLOCK]`` as one SIMD load/add/store of BLOCK integers.
+
+    Written as LLVM vector IR because numba gives LLVM no aliasing information: a plain 16-step loop
+    over two arrays of the same type stays scalar.
+    """
+    if not (isinstance(acc, types.Array) and isinstance(w, types.Array) and acc.dtype == w.dtype and isinstance(acc.dtype, types.Integer)):
+        return None
+    sig = types.void(acc, a0, w, w0)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        acc_v, a0_v, w_v, w0_v = args
+        acc_arr = context.make_array(signature.args[0])(context, builder, acc_v)
+        w_arr = context.make_array(signature.args[2])(context, builder, w_v)
+        vec = ir.VectorType(context.get_data_type(signature.args[0].dtype), BLOCK)
+        pa = builder.bitcast(builder.gep(acc_arr.data, [a0_v]), vec.as_pointer())
+        pw = builder.bitcast(builder.gep(w_arr.data, [w0_v]), vec.as_pointer())
+        total = builder.add(builder.load(pa, align=1), builder.load(pw, align=1))
+        builder.store(total, pa, align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def add_spikes(acc, idx, lo, hi, src_ptr, runs, wflat):  # pragma: no cover - compiled
+    # every run adds whole blocks: weights are zero-padded to a multiple of BLOCK and acc has BLOCK spare;
+    # runs is int32 [R, 3] = (first target, first weight, length), one cache line for a spike's runs
+    events = 0
+    for q in range(lo, hi):
+        j = idx[q]
+        for r in range(src_ptr[j], src_ptr[j + 1]):
+            tg = np.int64(runs[r, 0])
+            w0 = np.int64(runs[r, 1])
+            ln = np.int64(runs[r, 2])
+            for o in range(0, ln, BLOCK):
+                add_block(acc, tg + o, wflat, w0 + o)
+            events += ln
+    return events
+
+
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def compact(row, n, out_idx, c):  # pragma: no cover - compiled
+    # spike list of one tick: skip 8 silent neurons at a time (most words are zero at a few % activity)
+    # branch-free inside a word: always write the index, advance only on a spike (spikes are random,
+    # so a per-neuron branch would mispredict often); rows are padded to whole words and out_idx has room
+    words = row.view(np.uint64)
+    for w in range(words.size):
+        if words[w] != 0:
+            base = w * 8
+            for i in range(base, base + 8):
+                out_idx[c] = i
+                c += row[i]
+    return c
+
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def lists_of(spk, n, out_idx, out_ptr):  # pragma: no cover - compiled
+    c = 0
+    for t in range(spk.shape[0]):
+        c = compact(spk[t], n, out_idx, c)
+        out_ptr[t + 1] = c
+    return c
+
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def lif_layer(idx, ptr, shift, src_ptr, runs, wflat, acc,
+              alpha, thr, ioff, zero_reset, ge, fma, spk_out, v_out, record_v, out_idx, out_ptr):  # pragma: no cover
+    # per tick: integer input from the sources' spikes of tick t - shift (a row that stays in L1),
+    # then the float32 update of every neuron, then the spike list that the next layer consumes
+    T = spk_out.shape[0]
+    n = alpha.size
+    v = np.zeros(n, dtype=np.float32)
+    zero = np.float32(0.0)
+    events = 0
+    c = 0
+    for t in range(T):
+        acc[:] = 0
+        ts = t - shift
+        if ts >= 0:
+            events += add_spikes(acc, idx, ptr[ts], ptr[ts + 1], src_ptr, runs, wflat)
+        s_t = spk_out[t]
+        if fma:
+            for i in range(n):
+                x = fma32(alpha[i], v[i], np.float32(acc[i])) + ioff[i]
+                f = (x >= thr[i]) if ge else (x > thr[i])
+                v[i] = (zero if zero_reset else x - thr[i]) if f else x
+                s_t[i] = 1 if f else 0
+        elif ge:
+            for i in range(n):
+                x = alpha[i] * v[i] + np.float32(acc[i])
+                x = x + ioff[i]
+                f = x >= thr[i]
+                r = zero if zero_reset else x - thr[i]
+                v[i] = r if f else x
+                s_t[i] = 1 if f else 0
+        else:
+            for i in range(n):
+                x = alpha[i] * v[i] + np.float32(acc[i])
+                x = x + ioff[i]
+                f = x > thr[i]
+                r = zero if zero_reset else x - thr[i]
+                v[i] = r if f else x
+                s_t[i] = 1 if f else 0
+        if record_v:
+            v_out[t] = v
+        c = compact(s_t, n, out_idx, c)
+        out_ptr[t + 1] = c
+    return events
+
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def cuba_layer(idx, ptr, shift, src_ptr, runs, wflat, pos,
+               nsrc_ptr, nruns, nwflat, neg,
+               alpha, exc, inh, thr, ioff, zero_reset, ge, fma, updated,
+               spk_out, v_out, record_v, out_idx, out_ptr):  # pragma: no cover
+    T = spk_out.shape[0]
+    n = alpha.size
+    v = np.zeros(n, dtype=np.float32)
+    ie = np.zeros(n, dtype=np.float32)
+    ii = np.zeros(n, dtype=np.float32)
+    zero = np.float32(0.0)
+    events = 0
+    c = 0
+    for t in range(T):
+        pos[:] = 0
+        neg[:] = 0
+        ts = t - shift
+        if ts >= 0:
+            events += add_spikes(pos, idx, ptr[ts], ptr[ts + 1], src_ptr, runs, wflat)
+            events += add_spikes(neg, idx, ptr[ts], ptr[ts + 1], nsrc_ptr, nruns, nwflat)
+        s_t = spk_out[t]
+        for i in range(n):
+            old = ie[i] - ii[i]
+            if fma:
+                ie[i] = fma32(exc[i], ie[i], np.float32(pos[i]))
+                ii[i] = fma32(inh[i], ii[i], np.float32(neg[i]))
+            else:
+                ie[i] = exc[i] * ie[i] + np.float32(pos[i])
+                ii[i] = inh[i] * ii[i] + np.float32(neg[i])
+            cur = (ie[i] - ii[i]) if updated else old
+            if fma:
+                x = fma32(alpha[i], v[i], cur)
+            else:
+                x = alpha[i] * v[i] + cur
+            x = x + ioff[i]
+            f = (x >= thr[i]) if ge else (x > thr[i])
+            v[i] = (zero if zero_reset else x - thr[i]) if f else x
+            s_t[i] = 1 if f else 0
+        if record_v:
+            v_out[t] = v
+        c = compact(s_t, n, out_idx, c)
+        out_ptr[t + 1] = c
+    return events
+
+
+KERNELS: dict[str, Any] = {
+    "fma32": fma32,
+    "add_spikes": add_spikes,
+    "compact": compact,
+    "lists_of": lists_of,
+    "lif_layer": lif_layer,
+    "cuba_layer": cuba_layer,
+}
