@@ -150,3 +150,75 @@ def test_exposure_measure_can_fail(tmp_path: Path) -> None:
     bare = tmp_path / "bare.service"
     bare.write_text(f"[Service]\nType=notify\nExecStart={_daemon_exe(tmp_path)}\n")
     assert _exposure(bare) > 5.0
+
+
+def _expand_syscalls(group: str) -> set[str]:
+    assert SYSTEMD_ANALYZE is not None
+    out = subprocess.run([SYSTEMD_ANALYZE, "syscall-filter", group], capture_output=True, text=True, timeout=30).stdout
+    names: set[str] = set()
+    for line in out.splitlines()[1:]:
+        item = line.strip()
+        if item and not item.startswith("#"):
+            names |= _expand_syscalls(item) if item.startswith("@") else {item}
+    return names
+
+
+def _allowed_syscalls(unit: str) -> set[str]:
+    """The system calls a unit's SystemCallFilter= lines allow (first an allow-list, then ~ removals)."""
+    allowed: set[str] = set()
+    for value in _parse_unit(UNITS / unit)["Service"]["SystemCallFilter"]:
+        deny = value.startswith("~")
+        names = set().union(*(_expand_syscalls(g) if g.startswith("@") else {g} for g in value.lstrip("~").split()))
+        allowed = allowed - names if deny else allowed | names
+    return allowed
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed; syscall filter not exercised")
+def test_the_daemon_only_makes_system_calls_the_unit_allows(tmp_path: Path) -> None:
+    """s2gestured under strace (start, lossless replay, SIGHUP reload, SIGTERM) calls nothing SystemCallFilter= forbids.
+
+    A forbidden call fails with EPERM under the unit, and some callers abort on that (libzmq asserts that
+    pthread_setschedparam succeeds in its I/O threads: denying @resources would kill the daemon at start).
+    """
+    from daemon_helpers import DaemonProcess, free_tcp_port, random_events, recording_frames
+
+    from s2gesture.daemon import wire
+    from s2gesture.daemon.testing import write_tiny_model
+
+    model = tmp_path / "tiny.nir"
+    write_tiny_model(model)
+    inp, out = f"tcp://127.0.0.1:{free_tcp_port()}", f"tcp://127.0.0.1:{free_tcp_port()}"
+    trace, pidfile, log_path = tmp_path / "trace", tmp_path / "pid", tmp_path / "log"
+    daemon_args = ["--mode", "lossless", "--input-bind", inp, "--output-bind", out, "--model", str(model), "--status-interval", "0.2"]
+    # exec keeps the pid, so the pid file names the daemon itself (signals must reach it, not strace)
+    script = 'echo $$ > "$0"; exec "$@"'
+    command = ["strace", "-f", "-qq", "-o", str(trace), "sh", "-c", script, str(pidfile), sys.executable, "-m", "s2gesture.daemon.main", *daemon_args]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    with DaemonProcess(proc, inp, out, "lossless", log_path) as d:
+        d.connect_output()
+        try:
+            d.wait_status(lambda b: b["state"] == "ready", timeout_s=60)
+        except (TimeoutError, RuntimeError) as exc:
+            if "ptrace" in d.log_tail() or "Operation not permitted" in d.log_tail():
+                pytest.skip(f"strace cannot trace here (ptrace not permitted): {exc}")
+            raise
+        pid = int(pidfile.read_text())
+        sender = d.sender()
+        d.send_all(sender, recording_frames("cam0", random_events(50_000, duration_us=400_000), 128, 128, segment="s"))
+        d.recv(lambda t, b: t.startswith(wire.GESTURE_PREFIX) and b["final"])
+        subprocess.run(["kill", "-HUP", str(pid)], check=True)
+        d.recv(lambda t, b: t.startswith(wire.PRED_PREFIX) or t == wire.STATUS_TOPIC)
+        subprocess.run(["kill", "-TERM", str(pid)], check=True)
+        assert proc.wait(30) == 0
+    used = set()
+    for line in trace.read_text(errors="replace").splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2 and "(" in parts[1] and not parts[1].startswith(("<...", "+++", "---")):
+            used.add(parts[1].split("(", 1)[0])
+    used -= {"execve"}  # strace's own exec of sh and python happens before the unit's filter would apply
+    for unit in ("s2gestured.service", "s2gestured@.service"):
+        forbidden = sorted(used - _allowed_syscalls(unit))
+        assert not forbidden, f"{unit} forbids system calls the daemon makes: {forbidden}"
+    assert {"mmap", "mprotect", "sched_setscheduler"} <= used  # the trace is real: JIT and ZeroMQ's threads
