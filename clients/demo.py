@@ -67,12 +67,12 @@ def choose_model(workdir: Path, requested: str | None) -> tuple[Path, str]:
         if not path.is_file():
             msg = f"--model {path} does not exist"
             raise bus.ClientError(msg)
-        return path, f"model {path}"
+        return path, f"serving {path}"
     from s2gesture.daemon.service import default_model_path
 
     bundled = default_model_path()
     if bundled.is_file():
-        return bundled, f"bundled model {bundled.name}"
+        return bundled, f"serving the bundled model {bundled}"
     from s2gesture.daemon.testing import write_tiny_model
 
     stand_in = workdir / "tiny_random.nir"
@@ -188,7 +188,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="s2g-demo-"))
     try:
         with running_daemon(workdir, args.model, out) as daemon:
-            print(f"s2gesture demo: starting s2gestured (emulator backend) ... {daemon.model_note}", file=out, flush=True)
+            print("s2gesture demo: starting s2gestured (emulator backend, lossless input) ...", file=out)
+            print(f"  {daemon.model_note}", file=out, flush=True)
             t_gen = time.monotonic()
             # generate while the daemon loads: both take seconds, and there are two cores
             recordings = replay.synthetic_recordings(args.count, args.seed, duration_s=args.duration_s)
