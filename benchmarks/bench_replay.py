@@ -161,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
             assert result is not None
             live_pred = np.array([s.predicted for s in result.segments])
             served = re.search(r'path = "([^"]+)"', (workdir / "s2gestured.toml").read_text())
-            note = daemon.model_note
+            note = (
+                "the bundled pretrained model"
+                if "bundled model" in daemon.model_note and "missing" not in daemon.model_note
+                else "a tiny random-weight test model: the bundled pretrained model was missing"
+            )
             lat = result.report()["pred_latency_ms"]
         # after the daemon stopped (two cores: it would slow the offline run down), before the cleanup
         offline_pred = offline_predictions(Path(served.group(1)), recordings) if served else None
