@@ -167,7 +167,8 @@ class EventSender:
             sock = ctx.socket(zmq.XPUB)
             # the subscription messages are our readiness signal; see them all, duplicates included
             sock.setsockopt(zmq.XPUB_VERBOSE, 1)
-        sock.setsockopt(zmq.LINGER, 2000 if lossless else 0)
+        # time for the last packets and the eos to leave on close (then ctx.term() returns regardless)
+        sock.setsockopt(zmq.LINGER, 2000)
         for endpoint in self.endpoints:
             sock.connect(endpoint)
         self.sock = sock
@@ -251,7 +252,7 @@ class EventSender:
         self.stats.blocked_s += time.monotonic() - started
 
     def close(self) -> None:
-        """Close the socket (lossless mode lingers briefly so the last packets and eos still go out)."""
+        """Close the socket; it lingers up to 2 s so the last packets and the eos still go out."""
         self.sock.close()
 
 
