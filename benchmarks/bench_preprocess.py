@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         f"One core (affinity pinned), medians of {repeats} runs; data: {n:,} events of synthetic 6 s gestures "
         f"({n / (events['t'][-1] - events['t'][0]) * 1e6 / 1e3:.0f} k events/s of sensor time).",
         "",
+        f"Load average of the shared 2-core machine when the run ended: {os.getloadavg()[0]:.1f} (other work running).",
+        "",
         "| figure | value |",
         "|---|---|",
         f"| whole recording, `preprocess_recording` | **{rate_ours / 1e6:.1f} M events/s** (target >= 20) |",

@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Median over {len(all_times)} recordings of 6 s ({len(users)} users x 11 classes), one core pinned.",
         "",
+        f"Load average of the shared 2-core machine when the run ended: {os.getloadavg()[0]:.1f} (other work running).",
+        "",
         "| figure | value |",
         "|---|---|",
         f"| seconds per 6 s recording, one core | **{statistics.median(all_times):.2f} s** (max {max(all_times):.2f} s; target <= 2 s) |",

@@ -3,6 +3,7 @@
 Modules: :mod:`.tonic_layout` (``list_samples``, ``load_sample``, ``write_sample``), :mod:`.aedat3` (the IBM
 raw release: ``read_segments``, ``write_session``), :mod:`.aedat4` (iniVation cameras, via the ``aedat``
 package), :mod:`.npz` (our own single-recording file). :func:`load_recording` picks one by extension.
+:mod:`.learnability` is the count-feature baseline of docs/learnability.md.
 """
 
 from __future__ import annotations
