@@ -50,7 +50,7 @@ def _label_of(rec: Recording) -> str:
     from s2gesture.daemon.card import GESTURE_CLASSES
 
     if rec.label is None:
-        return rec.name
+        return str(rec.name)
     name = GESTURE_CLASSES[rec.label] if 0 <= rec.label < len(GESTURE_CLASSES) else str(rec.label)
     return f"{rec.name}  [{rec.label}: {name}]"
 
@@ -70,7 +70,7 @@ def save_strip(
     t0 = int(rec.events["t"][0]) if len(rec) else 0
     span = max(int(rec.events["t"][-1]) + 1 - t0 - window_us, 0) if len(rec) else 0
     for i, frame in enumerate(frames):
-        img = Image.fromarray(frame).resize((W * zoom, H * zoom), Image.NEAREST)
+        img = Image.fromarray(frame).resize((W * zoom, H * zoom), Image.Resampling.NEAREST)
         x = pad + i * (W * zoom + pad)
         strip.paste(img, (x, top))
         start = (i * span // max(n_frames - 1, 1)) if n_frames > 1 else 0
@@ -89,7 +89,7 @@ def save_gif(
     n = max(1, min(max_frames, (rec.duration_us // window_us) + 1))
     frames = event_frames(rec, n, window_us)
     W, H = rec.sensor_size
-    images = [Image.fromarray(f).resize((W * zoom, H * zoom), Image.NEAREST) for f in frames]
+    images = [Image.fromarray(f).resize((W * zoom, H * zoom), Image.Resampling.NEAREST) for f in frames]
     path = Path(path)
     images[0].save(path, save_all=True, append_images=images[1:], duration=max(20, window_us // 1000), loop=0)
     return path

@@ -532,7 +532,7 @@ def simulate(
     """Events (µs, sorted) of one take of gesture ``label``; times start at ``t0_us``."""
     W, H = SENSOR_SIZE
     n_frames = round(duration_s * 1e6 / FRAME_US) + 1
-    t_s = np.arange(n_frames) * (FRAME_US * 1e-6)
+    t_s = np.arange(n_frames, dtype=np.float64) * (FRAME_US * 1e-6)
     seg, shade = scene_geometry(label, user, take, t_s, mirror=mirror)
     background = _background(rng, user.background, SENSOR_SIZE)
     if mirror:
@@ -591,7 +591,7 @@ def render_frames(
 ) -> Array:
     """Reflectance images ``[len(frames), H, W]`` of the scene at 1 kHz frame indices (flat grey wall)."""
     frames_arr = np.asarray(frames, dtype=np.int64)
-    t_s = np.arange(int(frames_arr.max()) + 1) * (FRAME_US * 1e-6)
+    t_s = np.arange(int(frames_arr.max()) + 1, dtype=np.float64) * (FRAME_US * 1e-6)
     seg, shade = scene_geometry(label, user, take, t_s, mirror=mirror)
     wall = np.full(SENSOR_SIZE[::-1], user.background)
     return np.asarray(_render(seg, shade, wall, frames_arr))

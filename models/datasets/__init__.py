@@ -31,4 +31,4 @@ def load_recording(path: str | Path, *, segment: int = 0) -> Recording:
         msg = f"{path}: unknown recording format {suffix!r}; supported: {', '.join(READERS)}"
         raise EventDataError(msg)
     module, func = READERS[suffix].split(":")
-    return getattr(importlib.import_module(module), func)(path, segment)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), func)(path, segment)  # type: ignore[no-any-return,unused-ignore]

@@ -81,7 +81,7 @@ def read_npz(path: str | Path) -> Recording:
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         msg = f"{path}: not a readable .npz ({type(exc).__name__}: {exc}); the file is truncated or not ours"
         raise EventDataError(msg) from exc
-    return Recording(events, sensor, label=None if label < 0 else label, name=name, meta=meta)  # type: ignore[arg-type]
+    return Recording(events, sensor, label=None if label < 0 else label, name=name, meta=meta)  # type: ignore[arg-type,unused-ignore]
 
 
 def load_recording(path: str | Path, segment: int = 0) -> Recording:

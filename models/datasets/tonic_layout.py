@@ -105,6 +105,8 @@ def load_sample(sample: Sample | str | Path) -> Recording:
     events["t"] = raw[:, 3] * 1000
     if events.shape[0] > 1 and np.any(events["t"][1:] < events["t"][:-1]):
         events = events[np.argsort(events["t"], kind="stable")]
+    label: int | None
+    meta: dict[str, object]
     if isinstance(sample, Sample):
         label, meta = sample.label, {"user": sample.user, "lighting": sample.lighting, "split": sample.split}
     else:
