@@ -115,7 +115,15 @@ def main(argv: list[str] | None = None) -> int:
 
     n_tonic = min(n, 60_000 if args.quick else 200_000)
     sub = events[:n_tonic]
-    tonic_s = statistics.median(timed(lambda: tonic_pipeline(sub), 1 if args.quick else 3))
+    # Interleave tonic and ours on the same prefix, so that both see the same machine load; the speed-up
+    # is the median of the per-pair ratios.
+    pairs = []
+    for _ in range(1 if args.quick else 5):
+        (t_tonic,) = timed(lambda: tonic_pipeline(sub), 1)
+        (t_ours,) = timed(lambda: preprocess_recording(sub, spec), 1)
+        pairs.append((t_tonic, t_ours))
+    tonic_s = statistics.median(p[0] for p in pairs)
+    speedup = statistics.median(p[0] / p[1] for p in pairs)
     ref = tonic_pipeline(sub)
     same = bool(np.array_equal(preprocess_recording(sub, spec)[: len(ref)], ref))
     startup = startup_seconds()
@@ -136,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         f"| whole recording, `preprocess_recording` | **{rate_ours / 1e6:.1f} M events/s** (target >= 20) |",
         f"| stream, `StreamPreprocessor.push`, 5 ms packets ({len(packets):,} packets) | {rate_stream / 1e6:.1f} M events/s |",
         f"| tonic Denoise + Downsample + ToFrame (+ clip), same events (first {n_tonic:,}) | {rate_tonic / 1e6:.3f} M events/s |",
-        f"| speed-up over tonic | **{rate_ours / rate_tonic:.0f}x** (target >= 50x) |",
+        f"| ours on that prefix (interleaved with tonic) | {n_tonic / statistics.median(p[1] for p in pairs) / 1e6:.1f} M events/s |",
+        f"| speed-up over tonic (median of {len(pairs)} interleaved pairs) | **{speedup:.0f}x** (target >= 50x) |",
         f"| identical frames to tonic on that prefix | {'yes' if same else 'NO'} |",
         f"| fresh process: import + first packet (numba cache warm) | {startup:.2f} s |",
         "",
