@@ -67,19 +67,15 @@ def add_block(typingctx, acc, a0, w, w0):  # type: ignore[no-untyped-def]  # pra
 
 
 @nb.njit(cache=True, nogil=True, boundscheck=False)
-def add_spikes(acc, idx, lo, hi, src_ptr, runs, wflat):  # pragma: no cover - compiled
-    # every run adds whole blocks: weights are zero-padded to a multiple of BLOCK and acc has BLOCK spare;
-    # runs is int32 [R, 3] = (first target, first weight, length), one cache line for a spike's runs
+def add_spikes(acc, idx, lo, hi, block_ptr, blocks, syn_count, wflat):  # pragma: no cover - compiled
+    # each source's synapses as BLOCK-wide adds (weights zero-padded, acc with BLOCK spare): one flat
+    # loop per spike; returns the synaptic events (real synapses, not padding)
     events = 0
     for q in range(lo, hi):
         j = idx[q]
-        for r in range(src_ptr[j], src_ptr[j + 1]):
-            tg = np.int64(runs[r, 0])
-            w0 = np.int64(runs[r, 1])
-            ln = np.int64(runs[r, 2])
-            for o in range(0, ln, BLOCK):
-                add_block(acc, tg + o, wflat, w0 + o)
-            events += ln
+        for b in range(block_ptr[j], block_ptr[j + 1]):
+            add_block(acc, np.int64(blocks[b, 0]), wflat, np.int64(blocks[b, 1]))
+        events += syn_count[j]
     return events
 
 
@@ -106,7 +102,7 @@ def lists_of(spk, n, out_idx, out_ptr):  # pragma: no cover - compiled
     return c
 
 @nb.njit(cache=True, nogil=True, boundscheck=False)
-def lif_layer(idx, ptr, shift, src_ptr, runs, wflat, acc,
+def lif_layer(idx, ptr, shift, block_ptr, blocks, syn_count, wflat, acc,
               alpha, thr, ioff, zero_reset, ge, fma, spk_out, v_out, record_v, out_idx, out_ptr):  # pragma: no cover
     # per tick: integer input from the sources' spikes of tick t - shift (a row that stays in L1),
     # then the float32 update of every neuron, then the spike list that the next layer consumes
@@ -120,7 +116,7 @@ def lif_layer(idx, ptr, shift, src_ptr, runs, wflat, acc,
         acc[:] = 0
         ts = t - shift
         if ts >= 0:
-            events += add_spikes(acc, idx, ptr[ts], ptr[ts + 1], src_ptr, runs, wflat)
+            events += add_spikes(acc, idx, ptr[ts], ptr[ts + 1], block_ptr, blocks, syn_count, wflat)
         s_t = spk_out[t]
         if fma:
             for i in range(n):
@@ -151,8 +147,8 @@ def lif_layer(idx, ptr, shift, src_ptr, runs, wflat, acc,
     return events
 
 @nb.njit(cache=True, nogil=True, boundscheck=False)
-def cuba_layer(idx, ptr, shift, src_ptr, runs, wflat, pos,
-               nsrc_ptr, nruns, nwflat, neg,
+def cuba_layer(idx, ptr, shift, block_ptr, blocks, syn_count, wflat, pos,
+               nblock_ptr, nblocks, nsyn_count, nwflat, neg,
                alpha, exc, inh, thr, ioff, zero_reset, ge, fma, updated,
                spk_out, v_out, record_v, out_idx, out_ptr):  # pragma: no cover
     T = spk_out.shape[0]
@@ -168,8 +164,8 @@ def cuba_layer(idx, ptr, shift, src_ptr, runs, wflat, pos,
         neg[:] = 0
         ts = t - shift
         if ts >= 0:
-            events += add_spikes(pos, idx, ptr[ts], ptr[ts + 1], src_ptr, runs, wflat)
-            events += add_spikes(neg, idx, ptr[ts], ptr[ts + 1], nsrc_ptr, nruns, nwflat)
+            events += add_spikes(pos, idx, ptr[ts], ptr[ts + 1], block_ptr, blocks, syn_count, wflat)
+            events += add_spikes(neg, idx, ptr[ts], ptr[ts + 1], nblock_ptr, nblocks, nsyn_count, nwflat)
         s_t = spk_out[t]
         for i in range(n):
             old = ie[i] - ii[i]
