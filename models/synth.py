@@ -617,16 +617,35 @@ class SessionJob:
     aedat: bool
 
 
+def session_order(seed: int, user: int, session: int) -> list[int]:
+    """The order in which a session performs the 11 gestures (random, so that time in the session says nothing)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, user, session, 0x0DE5]))
+    return [int(v) for v in rng.permutation(N_CLASSES)]
+
+
 def recording(seed: int, user: int, session: int, lighting: str, label: int, duration_s: float) -> Recording:
-    """One synthetic recording, fully determined by its arguments."""
+    """One synthetic recording, fully determined by its arguments.
+
+    Its times are those of its slot in the session (``SESSION_START_US`` + position x (duration + 0.5 s)),
+    the slot ``[start_us, end_us)`` is in ``meta``.
+    """
     rng = np.random.default_rng(np.random.SeedSequence([seed, user, session, label]))
     take = make_take(rng)
     u = make_user(seed, user)
-    t0 = SESSION_START_US + label * (int(duration_s * 1e6) + GAP_US)
+    duration_us = round(duration_s * 1e6 / FRAME_US) * FRAME_US
+    t0 = SESSION_START_US + session_order(seed, user, session).index(label) * (duration_us + GAP_US)
     events = simulate(
         label, u, lighting_of(lighting), make_camera(seed), take, rng, duration_s=duration_s, t0_us=t0
     )
-    meta = {"user": user, "lighting": lighting, "session": session, "seed": seed, "synthetic": True}
+    meta = {
+        "user": user,
+        "lighting": lighting,
+        "session": session,
+        "seed": seed,
+        "synthetic": True,
+        "start_us": t0,
+        "end_us": t0 + duration_us,
+    }
     return Recording(events, SENSOR_SIZE, label=label, name=f"user{user:02d}_{lighting}/{label}", meta=meta)
 
 
@@ -644,9 +663,8 @@ def run_session(job: SessionJob) -> tuple[int, float]:
     if job.aedat:
         from .datasets import aedat3
 
-        segments = [
-            (int(r.label or 0), int(r.events["t"][0]), int(r.events["t"][-1]) + 1) for r in recs if len(r)
-        ]
+        slots = sorted((int(r.meta["start_us"]), int(r.meta["end_us"]), int(r.label or 0)) for r in recs)
+        segments = [(label, start, end) for start, end, label in slots]
         folder = Path(job.out) / "aedat" / job.split
         name = tonic_layout.session_name(job.user, job.lighting)
         events = np.concatenate([r.events for r in recs])
