@@ -3,7 +3,8 @@
 Each recording goes through the shared preprocessing (denoise 10 ms, 128x128 -> 32x32, 1 ms binary
 ticks) and is summarised by spike counts: ``counts`` = total spikes per polarity on a 8x8 grid (128
 features, no time at all), ``counts+time`` = the same on a 4x4 grid in 4 equal time slices (128
-features, coarse order). A standardised multinomial logistic regression (scikit-learn) is trained on
+features, coarse order), ``counts32`` = total spikes per polarity and input pixel (2048 features: where ON
+and OFF edges lie relative to each other). A standardised multinomial logistic regression (scikit-learn) is trained on
 the training users and scored on the disjoint test users. Chance is 1/11 = 9.1 %.
 
 Usage: python -m s2gesture.models.datasets.learnability --data DIR [--out docs/learnability_results.json]
@@ -39,6 +40,7 @@ def features(spikes: npt.NDArray[np.uint8]) -> dict[str, npt.NDArray[np.float64]
     return {
         "counts": np.log1p(grid8.astype(np.float64)),
         "counts+time": np.log1p(np.concatenate(timed).astype(np.float64)),
+        "counts32": np.log1p(total.ravel().astype(np.float64)),
     }
 
 
