@@ -77,7 +77,8 @@ def chunk_scores(output_spikes: np.ndarray) -> np.ndarray:
     if out.ndim != 2:
         msg = f"output_spikes must be [T_out, n_classes], found shape {out.shape}"
         raise ValueError(msg)
-    return out.sum(axis=0, dtype=np.float64)
+    scores: np.ndarray = out.sum(axis=0, dtype=np.float64)
+    return scores
 
 
 class _Runs(Protocol):

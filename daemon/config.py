@@ -65,15 +65,15 @@ class InputConfig(_Endpoints):
     mode: Literal["live", "lossless"] = "live"
     bind: tuple[str, ...] = ("tcp://127.0.0.1:5555",)
     connect: tuple[str, ...] = ()
-    max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    max_events_per_packet: int = Field(1_000_000, ge=1)
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_events_per_packet: int = Field(default=1_000_000, ge=1)
     #: ZeroMQ receive high-water mark (messages) of the input socket
-    rcvhwm: int = Field(100, ge=1)
+    rcvhwm: int = Field(default=100, ge=1)
     #: live mode: a stream's queued packets older than this (event time behind its newest) are dropped
-    max_lag_ms: float = Field(200.0, gt=0)
+    max_lag_ms: float = Field(default=200.0, gt=0)
     #: packets queued per stream before the oldest is dropped (live) or intake pauses (lossless)
-    queue_packets: int = Field(64, ge=1)
-    max_streams: int = Field(64, ge=1)
+    queue_packets: int = Field(default=64, ge=1)
+    max_streams: int = Field(default=64, ge=1)
 
 
 class OutputConfig(_Endpoints):
@@ -81,8 +81,8 @@ class OutputConfig(_Endpoints):
 
     bind: tuple[str, ...] = ("tcp://127.0.0.1:5556",)
     connect: tuple[str, ...] = ()
-    sndhwm: int = Field(10_000, ge=1)
-    status_interval_s: float = Field(1.0, gt=0, le=3600)
+    sndhwm: int = Field(default=10_000, ge=1)
+    status_interval_s: float = Field(default=1.0, gt=0, le=3600)
 
 
 class ModelConfig(_Section):
@@ -102,17 +102,17 @@ class BackendConfig(_Section):
     options: dict[str, Any] = Field(default_factory=dict)
     #: when the backend fails to load or run, serve with the emulator instead (state stays "degraded")
     fallback_to_emulator: bool = False
-    retry_initial_s: float = Field(1.0, gt=0)
-    retry_max_s: float = Field(60.0, gt=0)
+    retry_initial_s: float = Field(default=1.0, gt=0)
+    retry_max_s: float = Field(default=60.0, gt=0)
 
 
 class ChunkingConfig(_Section):
     """How ticks are cut into backend runs (the window shrinks to the backend's max_ticks)."""
 
-    window_ticks: int = Field(300, ge=1)
-    stride_ticks: int = Field(100, ge=1)
+    window_ticks: int = Field(default=300, ge=1)
+    stride_ticks: int = Field(default=100, ge=1)
     #: input spikes a window needs to be run at all (activity gate)
-    min_activity: int = Field(20, ge=0)
+    min_activity: int = Field(default=20, ge=0)
 
     @field_validator("stride_ticks")
     @classmethod
@@ -127,10 +127,10 @@ class ChunkingConfig(_Section):
 class DecisionConfig(_Section):
     """The decision policy (s2gesture.daemon.decision.DecisionParams)."""
 
-    smoothing: float = Field(0.5, ge=0, lt=1)
-    onset_confidence: float = Field(0.3, gt=0, le=1)
-    min_chunks: int = Field(2, ge=1)
-    min_spikes: int = Field(1, ge=1)
+    smoothing: float = Field(default=0.5, ge=0, lt=1)
+    onset_confidence: float = Field(default=0.3, gt=0, le=1)
+    min_chunks: int = Field(default=2, ge=1)
+    min_spikes: int = Field(default=1, ge=1)
     final_mode: Literal["sum", "mean_share", "vote"] = "sum"
 
 
@@ -138,9 +138,9 @@ class StreamsConfig(_Section):
     """Silent streams: flushed (final decision) and later forgotten."""
 
     #: a stream silent this long (wall time) is flushed: its held ticks classified, a final decision published
-    flush_after_s: float = Field(2.0, gt=0)
+    flush_after_s: float = Field(default=2.0, gt=0)
     #: a stream silent this long is forgotten (counters included)
-    evict_after_s: float = Field(300.0, gt=0)
+    evict_after_s: float = Field(default=300.0, gt=0)
 
 
 class CurveConfig(_Section):
@@ -157,7 +157,7 @@ class MetricsConfig(_Section):
 
     enabled: bool = False
     address: str = "127.0.0.1"
-    port: int = Field(9105, ge=1, le=65535)
+    port: int = Field(default=9105, ge=1, le=65535)
 
 
 class LogConfig(_Section):
@@ -167,7 +167,7 @@ class LogConfig(_Section):
     #: "auto": console renderer on a terminal, JSON lines otherwise
     format: Literal["auto", "json", "console"] = "auto"
     #: seconds between repeated log lines of the same dropped-packet reason of a stream
-    drop_log_interval_s: float = Field(10.0, gt=0)
+    drop_log_interval_s: float = Field(default=10.0, gt=0)
 
 
 class DaemonConfig(BaseSettings):
@@ -182,16 +182,17 @@ class DaemonConfig(BaseSettings):
     )
 
     schema_version: int = SCHEMA_VERSION
-    input: InputConfig = Field(default_factory=InputConfig)
-    output: OutputConfig = Field(default_factory=OutputConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    backend: BackendConfig = Field(default_factory=BackendConfig)
-    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
-    decision: DecisionConfig = Field(default_factory=DecisionConfig)
-    streams: StreamsConfig = Field(default_factory=StreamsConfig)
-    curve: CurveConfig = Field(default_factory=CurveConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
-    log: LogConfig = Field(default_factory=LogConfig)
+    # sections are frozen models: one default instance can be shared safely
+    input: InputConfig = InputConfig()
+    output: OutputConfig = OutputConfig()
+    model: ModelConfig = ModelConfig()
+    backend: BackendConfig = BackendConfig()
+    chunking: ChunkingConfig = ChunkingConfig()
+    decision: DecisionConfig = DecisionConfig()
+    streams: StreamsConfig = StreamsConfig()
+    curve: CurveConfig = CurveConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    log: LogConfig = LogConfig()
 
     @field_validator("schema_version")
     @classmethod

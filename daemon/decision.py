@@ -85,7 +85,8 @@ def _final_mean_share(ev: _Evidence) -> np.ndarray:
 
 def _final_vote(ev: _Evidence) -> np.ndarray:
     # ties between equal vote counts go to the class with more spikes
-    return ev.votes + ev.counts / (1.0 + ev.counts.sum()) * 0.5
+    weights: np.ndarray = ev.votes + ev.counts / (1.0 + ev.counts.sum()) * 0.5
+    return weights
 
 
 #: final_mode -> function giving one weight per class from a segment's evidence

@@ -286,7 +286,7 @@ class Service:
     def _install_signals(self, sig_w: socket.socket) -> dict[int, Any]:
         # Handlers do nothing: set_wakeup_fd writes the signal number to the socketpair, and the poll loop
         # reads it like any other input. Python handlers are still needed so the default action is not taken.
-        old = {}
+        old: dict[int, Any] = {}
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             old[signum] = signal.signal(signum, lambda *_: None)
         signal.set_wakeup_fd(sig_w.fileno(), warn_on_full_buffer=False)
