@@ -41,6 +41,7 @@ from .events import EVENT_DTYPE, Events, Recording, as_events
 
 Spikes = npt.NDArray[np.uint8]
 INT64_MAX = np.iinfo(np.int64).max
+MAX_OUTPUT_BYTES = 2**31  # a recording whose spikes would exceed this has broken timestamps
 
 
 # --- mappings: sensor axis -> model axis lookup tables (-1 = cropped away) ---------------------------
@@ -337,6 +338,14 @@ def preprocess_recording(
         t_stop = int(t_stop_us)
         n_ticks = max(0, -((t0 - t_stop) // spec.dt_us))
         events = events[: int(np.searchsorted(t, t_stop, side="left"))]
+    frame_bytes = int(np.prod(spec.frame_shape))
+    if n_ticks * frame_bytes > MAX_OUTPUT_BYTES:
+        msg = (
+            f"recording: {n_ticks} ticks of {spec.dt_us} µs ({n_ticks * spec.dt_us / 1e6:.0f} s) would need "
+            f"{n_ticks * frame_bytes / 2**30:.1f} GiB of spikes (limit {MAX_OUTPUT_BYTES / 2**30:.0f} GiB); check the "
+            "timestamps for a jump, or preprocess a window with t_start_us/t_stop_us"
+        )
+        raise PreprocessError(msg)
     frames = np.zeros((n_ticks, *spec.frame_shape), dtype=np.uint8)
     _State(spec).run(spec, mapping_tables(spec), events, t0, t_stop, 0, frames)
     return frames
@@ -367,8 +376,12 @@ class StreamPreprocessor:
     when that is past the last event).
     """
 
-    def __init__(self, spec: PreprocessSpec, t_start_us: int | None = None) -> None:
+    def __init__(
+        self, spec: PreprocessSpec, t_start_us: int | None = None, *, max_gap_us: int | None = 10_000_000
+    ) -> None:
         self.spec = spec
+        # A clock jump would otherwise allocate and emit (gap / dt) empty ticks at once.
+        self.max_gap_us = max_gap_us
         self._tables = mapping_tables(spec)
         self._state = _State(spec)
         self._t0: int | None = None if t_start_us is None else int(t_start_us)
@@ -424,6 +437,7 @@ class StreamPreprocessor:
             raise PreprocessError(msg)
         # Validate the whole packet first so that a bad packet leaves the carried state untouched.
         self._state.validate(self.spec, events)
+        self._check_gap(int(t[-1]) if t.shape[0] else None, t_end_us)
         if self._t0 is None and t.shape[0]:
             self._t0 = int(t[0])
         if self._t0 is None:
@@ -439,6 +453,24 @@ class StreamPreprocessor:
             self._t_end = max(self._t_end, t_end_us)
         # A tick is complete once no later event can fall in it: events at the last time may still follow.
         return self._emit(self._ticks_before(self._t0, max(self._t_last, self._t_end)))
+
+    def _check_gap(self, t_last: int | None, t_end_us: int | None) -> None:
+        if self.max_gap_us is None:
+            return
+        known = [v for v in (self._t_last, self._t_end) if v > np.iinfo(np.int64).min]
+        if self._t0 is not None:
+            known.append(self._t0)
+        new = [v for v in (t_last, t_end_us) if v is not None]
+        if not known or not new:
+            return
+        before, after = max(known), max(new)
+        if after - before > self.max_gap_us:
+            msg = (
+                f"packet: time jumps by {after - before} µs (from {before} to {after} µs), more than max_gap_us = "
+                f"{self.max_gap_us}; the sender's clock jumped or the stream paused: start a new StreamPreprocessor"
+                " (or pass max_gap_us=None to emit every empty tick)"
+            )
+            raise PreprocessError(msg)
 
     def flush(self) -> Spikes:
         """Return the remaining ticks, through the one holding the last event or ending at the last ``t_end_us``."""

@@ -330,3 +330,25 @@ def test_warm_up_runs_every_kernel_path() -> None:
     from s2gesture.daemon.preprocess import warm_up
 
     assert 0.0 <= warm_up((346, 260)) < 60.0
+
+
+def test_stream_refuses_a_clock_jump_and_keeps_its_state() -> None:
+    """A packet far beyond the last time raises (no gigabytes of empty ticks) and the stream goes on."""
+    spec = PreprocessSpec(sensor_size=(4, 4), input_size=(4, 4), mapping="scale", denoise_us=0)
+    stream = StreamPreprocessor(spec, max_gap_us=1_000_000)
+    stream.push(make_events([1], [1], [True], [0]))
+    with pytest.raises(PreprocessError, match="time jumps by 3600000000 µs"):
+        stream.push(make_events([1], [1], [True], [3_600_000_000]))
+    with pytest.raises(PreprocessError, match="time jumps"):
+        stream.push(make_events([], [], [], []), t_end_us=5_000_000)
+    assert stream.push(make_events([2], [2], [False], [1500])).shape[0] == 1
+    unlimited = StreamPreprocessor(spec, max_gap_us=None)
+    unlimited.push(make_events([1], [1], [True], [0]))
+    assert unlimited.push(make_events([1], [1], [True], [2_000_000])).shape[0] == 2000
+
+
+def test_recording_with_absurd_duration_is_refused() -> None:
+    """Timestamps spanning years would need terabytes of spikes: PreprocessError names the duration and the fix."""
+    events = make_events([1, 1], [1, 1], [True, True], [0, 10**14])
+    with pytest.raises(PreprocessError, match="check the timestamps for a jump"):
+        preprocess_recording(events, PreprocessSpec(sensor_size=(4, 4)))
