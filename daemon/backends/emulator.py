@@ -321,11 +321,16 @@ def run_fast(
     ticks = T + net.latency_ticks
     shift = 1 + int(opts.conn_delay)
     n_in = net.populations[net.input_name].n
-    inp = np.zeros((ticks, -(-n_in // 8) * 8), dtype=np.uint8)
-    inp[:T, :n_in] = spikes.reshape(T, -1)
-    in_idx = np.empty(int(np.count_nonzero(spikes)) + 8, dtype=np.int32)
+    flat = spikes.reshape(T, -1)
+    if n_in % 8:  # the spike-list pass reads whole 64-bit words
+        inp = np.zeros((T, -(-n_in // 8) * 8), dtype=np.uint8)
+        inp[:, :n_in] = flat
+    else:
+        inp = flat
+    in_idx = np.empty(T * n_in + 8, dtype=np.int32)
     in_ptr = np.zeros(ticks + 1, dtype=np.int64)
-    k["lists_of"](inp, n_in, in_idx, in_ptr)
+    k["lists_of"](inp, n_in, in_idx, in_ptr[: T + 1])
+    in_ptr[T + 1 :] = in_ptr[T]  # the drain ticks carry no input
     lists = {net.input_name: (in_idx[: in_ptr[-1]], in_ptr)}
     internal: dict[str, np.ndarray] = {}
     record_v = "v" in record
