@@ -103,7 +103,8 @@ def score_window(window: np.ndarray, backend: _Runs, plan: ChunkPlan) -> np.ndar
 class StreamChunker:
     """Streaming :func:`plan_chunks`: push ticks as they arrive, get each window as soon as it is complete.
 
-    Memory is bounded: it keeps at most ``2 * window`` ticks, whatever the stream's length.
+    Memory is bounded: it keeps at most ``2 * window`` ticks, whatever the stream's length. A window the
+    activity gate will skip comes back empty (zero ticks), so it is never copied nor run.
     """
 
     def __init__(self, plan: ChunkPlan, tick_shape: tuple[int, ...]) -> None:
@@ -164,4 +165,8 @@ class StreamChunker:
 
     def _cut(self, start: int, stop: int) -> tuple[int, int, np.ndarray]:
         self._last_stop = stop
-        return start, stop, self._buf[start - self._b0 : stop - self._b0].copy()
+        view = self._buf[start - self._b0 : stop - self._b0]
+        if not is_active(view, self.plan):
+            # the gate will skip it: no copy (a long quiet stretch would otherwise copy every window)
+            return start, stop, view[:0].copy()
+        return start, stop, view.copy()

@@ -141,6 +141,10 @@ class StreamsConfig(_Section):
     flush_after_s: float = Field(default=2.0, gt=0)
     #: a stream silent this long is forgotten (counters included)
     evict_after_s: float = Field(default=300.0, gt=0)
+    #: a packet may cover at most this much event time (its ticks are materialised at once)
+    max_packet_span_s: float = Field(default=5.0, gt=0, le=600)
+    #: a jump in event time longer than this ends the segment (final decision) instead of filling it with ticks
+    max_gap_s: float = Field(default=5.0, gt=0, le=600)
 
 
 class CurveConfig(_Section):

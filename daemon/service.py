@@ -72,6 +72,8 @@ class Pipeline:
     labels: tuple[str, ...]
     model_identity: dict[str, str]
     limits: WireLimits
+    max_span_us: int
+    max_gap_us: int
 
     @staticmethod
     def load_model(config: DaemonConfig) -> Model:
@@ -126,6 +128,8 @@ class Pipeline:
             limits=WireLimits(
                 max_message_bytes=config.input.max_message_bytes, max_events=config.input.max_events_per_packet
             ),
+            max_span_us=int(config.streams.max_packet_span_s * 1e6),
+            max_gap_us=int(config.streams.max_gap_s * 1e6),
         )
 
     def new_segment(self, sensor_size: tuple[int, int], segment_id: str | None) -> Segment:
@@ -586,16 +590,26 @@ class Service:
         if pipeline is None:
             state.drop("no_backend")
             return
+        events = packet.events
+        first_t = int(events["t"][0]) if len(events) else packet.t_end_us
+        last_t = packet.t_end_us if packet.t_end_us is not None else (int(events["t"][-1]) if len(events) else None)
+        if first_t is not None and last_t is not None and last_t - first_t > pipeline.max_span_us:
+            # ticks are materialised for the whole span: a packet claiming hours would exhaust memory
+            msg = f"packet spans {last_t - first_t} µs, the limit is streams.max_packet_span_s"
+            self._reject(state.stream, "bad_time", msg, time.monotonic())
+            return
         sensor = (packet.width, packet.height)
         seg = state.segment
         if seg is not None and (seg.sensor_size != sensor or seg.segment_id != packet.segment):
             # a new sensor or a new segment id closes the previous segment as an eos would
             self._finish_segment(state, reason="segment_change")
             seg = None
+        if seg is not None and first_t is not None and seg.t_floor_us >= 0 and first_t - seg.t_floor_us > pipeline.max_gap_us:
+            # a long silence in event time ends the segment instead of filling the gap with empty ticks
+            self._finish_segment(state, reason="time_gap")
+            seg = None
         if seg is None:
             seg = state.segment = pipeline.new_segment(sensor, packet.segment)
-        events = packet.events
-        first_t = int(events["t"][0]) if len(events) else packet.t_end_us
         if first_t is not None and first_t < seg.t_floor_us:
             # out-of-order time: the packet is dropped and the stream's window starts over
             self._reject(state.stream, "time_backwards", f"t={first_t} µs < {seg.t_floor_us} µs", time.monotonic())

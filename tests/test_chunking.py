@@ -71,3 +71,18 @@ def test_scores_and_activity_gate() -> None:
     win[0, 0, 0, 0] = win[3, 1, 1, 1] = 1
     assert is_active(win, ChunkPlan(4, 4, 2)) and not is_active(win, ChunkPlan(4, 4, 3))
     assert is_active(np.zeros_like(win), ChunkPlan(4, 4, 0))
+
+
+def test_gated_windows_come_back_empty() -> None:
+    """A window under the activity gate is returned with zero ticks (never copied); active ones in full."""
+    plan = ChunkPlan(window=4, stride=2, min_activity=3)
+    ticks = np.zeros((10, 1, 2, 2), dtype=np.uint8)
+    ticks[6:8] = 1  # 8 spikes in ticks 6 and 7
+    chunker = StreamChunker(plan, (1, 2, 2))
+    got = chunker.push(ticks) + chunker.finish()
+    assert [(a, b) for a, b, _ in got] == plan_chunks(10, plan)
+    for a, b, win in got:
+        active = is_active(ticks[a:b], plan)
+        assert len(win) == (b - a if active else 0) and is_active(win, plan) == active
+        if active:
+            np.testing.assert_array_equal(win, ticks[a:b])

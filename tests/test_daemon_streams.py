@@ -124,6 +124,8 @@ def test_hostile_input_is_counted_by_reason_and_the_daemon_keeps_serving(daemon:
         sender.send_multipart(frames)
     for _ in range(200):
         sender.send_multipart([b"dvs/v1/events/evil/", rng.bytes(int(rng.integers(0, 300)))])
+    huge = wire.encode_events("evil", 1, 128, 128, good, t_end=2**61)  # would need 2**51 ticks of memory
+    sender.send_multipart(huge)
     sender.send_multipart([b"dvs/v1/events/evil/", b"x", b"y"])
     sender.send_multipart([b"not a topic", b"x"])
     sender.send_multipart([b"dvs/v1/events/" + b"z" * 100 + b"/", b"x"])
@@ -133,7 +135,8 @@ def test_hostile_input_is_counted_by_reason_and_the_daemon_keeps_serving(daemon:
     dropped = status["streams"]["evil"]["dropped"]
     for reason in bad_bodies:
         assert dropped.get(reason, 0) >= 1, (reason, dropped)
-    assert sum(dropped.values()) == len(bad_bodies) + 201
+    assert dropped.get("bad_time", 0) >= 1
+    assert sum(dropped.values()) == len(bad_bodies) + 202
     assert status["streams"]["*"]["dropped"] == {"bad_topic": 1, "bad_stream": 1}
     assert status["state"] == "ready" and daemon.proc.poll() is None
 
@@ -149,3 +152,15 @@ def test_time_going_backwards_drops_the_packet_and_restarts_the_window(daemon: D
     status = daemon.wait_status(lambda b: b["streams"].get("back", {}).get("packets", 0) > 2)
     assert status["streams"]["back"]["dropped"] == {"time_backwards": 1}
     assert final["t_start"] < 1_000_000  # the decision covers the new window, not the dropped one
+
+
+def test_a_long_gap_in_event_time_closes_the_segment(daemon: DaemonProcess) -> None:
+    """Events resuming after more than streams.max_gap_s give the first part its final decision."""
+    sender = daemon.sender()
+    part1 = random_events(20_000, seed=8, duration_us=300_000)
+    part2 = random_events(20_000, seed=9, t0_us=60_000_000, duration_us=300_000)
+    daemon.send_all(sender, recording_frames("gap", part1, 128, 128, eos=False))
+    daemon.send_all(sender, recording_frames("gap", part2, 128, 128, seq0=100))
+    first = daemon.recv(_is("gesture", "gap", final=True))[1]
+    second = daemon.recv(_is("gesture", "gap", final=True))[1]
+    assert first["t_end"] <= 400_000 < 60_000_000 <= second["t_start"]
