@@ -67,6 +67,8 @@ class InputConfig(_Endpoints):
     connect: tuple[str, ...] = ()
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_events_per_packet: int = Field(default=1_000_000, ge=1)
+    #: largest sensor width/height accepted (per-stream denoise memory is width x height x 8 bytes)
+    max_sensor_side: int = Field(default=2048, ge=1, le=32767)
     #: ZeroMQ receive high-water mark (messages) of the input socket
     rcvhwm: int = Field(default=100, ge=1)
     #: live mode: a stream's queued packets older than this (event time behind its newest) are dropped

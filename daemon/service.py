@@ -126,7 +126,9 @@ class Pipeline:
             labels=tuple(model.card.classes),
             model_identity=model.identity,
             limits=WireLimits(
-                max_message_bytes=config.input.max_message_bytes, max_events=config.input.max_events_per_packet
+                max_message_bytes=config.input.max_message_bytes,
+                max_events=config.input.max_events_per_packet,
+                max_sensor_side=config.input.max_sensor_side,
             ),
             max_span_us=int(config.streams.max_packet_span_s * 1e6),
             max_gap_us=int(config.streams.max_gap_s * 1e6),

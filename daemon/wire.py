@@ -69,6 +69,8 @@ class WireLimits:
     max_message_bytes: int = 16 * 1024 * 1024
     max_events: int = 1_000_000
     max_keys: int = 64
+    #: largest sensor side accepted: per-stream denoise memory grows with width x height
+    max_sensor_side: int = 2048
 
 
 DEFAULT_LIMITS = WireLimits()
@@ -317,9 +319,10 @@ def _decode_events(
 ) -> EventPacket:
     width = _require(body, "width", int, "the sensor width in pixels, an int")
     height = _require(body, "height", int, "the sensor height in pixels, an int")
+    max_side = min(limits.max_sensor_side, MAX_SENSOR_SIDE)
     for key, side in (("width", width), ("height", height)):
-        if not 1 <= side <= MAX_SENSOR_SIDE:
-            msg = f"{key} must be in [1, {MAX_SENSOR_SIDE}], found {side}"
+        if not 1 <= side <= max_side:
+            msg = f"{key} must be in [1, {max_side}] pixels, found {side}"
             raise ProtocolError("bad_value", msg)
     t_base = _require(body, "t_base", int, "the time base in µs, an int")
     if not 0 <= t_base < MAX_TIME_US:

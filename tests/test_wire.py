@@ -94,6 +94,7 @@ _DEL = object()
         (_frames(_mutated(seq=_DEL)), "missing_key"),
         (_frames(_mutated(seq=-1)), "bad_value"),
         (_frames(_mutated(width=0)), "bad_value"),
+        (_frames(_mutated(width=4096)), "bad_value"),
         (_frames(_mutated(n=1.5)), "bad_type"),
         (_frames(_mutated(n=5)), "bad_length"),
         (_frames(_mutated(x=b"\x00" * 7)), "bad_length"),
