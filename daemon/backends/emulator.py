@@ -458,7 +458,7 @@ class EmulatorBackend:
     def max_ticks(self) -> int:
         """Longest chunk (input ticks) the chip holds at the configured input rate, drain ticks excluded."""
         net = self._loaded()
-        return max(0, self.memory.report.max_ticks - net.latency_ticks)  # type: ignore[union-attr]
+        return max(0, int(self.memory.report.max_ticks) - net.latency_ticks)  # type: ignore[union-attr]
 
     @property
     def input_shape(self) -> tuple[int, ...]:

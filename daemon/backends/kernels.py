@@ -1,3 +1,5 @@
+# mypy: ignore-errors
+# (numba kernels: their types are numba's, inferred per call signature, not Python annotations)
 """Compiled kernels of the fast emulator (numba, no fastmath: float32 operations stay separate and in order).
 
 Module-level functions so numba's on-disk cache (``cache=True``) works: a daemon restart loads them

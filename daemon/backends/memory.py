@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from ..errors import ChipMemoryError
 from .translate import ChipNetwork, Population, Projection
+
+if TYPE_CHECKING:
+    from . import ChipPlan, MappingReport
 
 
 class Constant(NamedTuple):
@@ -92,7 +95,7 @@ def _targets_fan_in(proj: Projection) -> np.ndarray:
     """Stored synapses per target neuron (nonzero weights, pooled sources expanded), int64 [n_target]."""
     area = proj.pool[0] * proj.pool[1]
     if proj.kind == "dense":
-        return (proj.weight != 0).sum(axis=0).astype(np.int64) * area
+        return np.asarray((proj.weight != 0).sum(axis=0), dtype=np.int64) * area
     # conv: count per output position the kernel taps that land inside the (pooled) input
     _, c_out, kh, kw = proj.weight.shape
     _, h, w = proj.pooled_shape
@@ -221,8 +224,8 @@ class MemoryModel:
             out.append((sl, limit, per, static))
         return out
 
-    def _report(self) -> object:
-        from . import ChipPlan, MappingReport, PopulationMapping
+    def _report(self) -> MappingReport:
+        from . import MappingReport, PopulationMapping
 
         record: tuple[str, ...] = ()
         limits = self.slice_limits(record, self.input_rate)
@@ -258,7 +261,7 @@ class MemoryModel:
             limiting = f"PE {sl.pe} ({sl.population}) static data {st} B > {data_bytes()} B"
         return MappingReport(tuple(pops), pes, usable, self.input_rate, max_ticks, limiting, fits, chips)
 
-    def _multichip(self, per_chip: int) -> tuple[object, ...]:
+    def _multichip(self, per_chip: int) -> tuple[ChipPlan, ...]:
         """Greedy plan: populations in feed-forward order fill chips of ``per_chip`` PEs; traffic = cut projections."""
         from . import ChipPlan
 

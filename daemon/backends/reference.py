@@ -42,7 +42,7 @@ def sumpool(x: np.ndarray, pool: tuple[int, int]) -> np.ndarray:
     c, h, w = x.shape
     ph, pw = pool
     ho, wo = h // ph, w // pw
-    return x[:, : ho * ph, : wo * pw].reshape(c, ho, ph, wo, pw).sum(axis=(2, 4))
+    return np.asarray(x[:, : ho * ph, : wo * pw].reshape(c, ho, ph, wo, pw).sum(axis=(2, 4)))
 
 
 def conv2d_int(x: np.ndarray, kernel: np.ndarray, stride: tuple[int, int], padding: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
@@ -69,12 +69,14 @@ def synaptic_input(proj: Projection, spikes: np.ndarray, sign: int) -> np.ndarra
         x = sumpool(x.reshape(proj.src_shape), proj.pool)
     if proj.kind == "conv":
         x = x.reshape(proj.pooled_shape)
-        return conv2d_int(x, weight, proj.stride, proj.padding, proj.out_shape[1:]).ravel()
+        _, ho, wo = proj.out_shape
+        return conv2d_int(x, weight, proj.stride, proj.padding, (ho, wo)).ravel()
     return x.ravel() @ weight
 
 
 def lif_step(pop: Population, v: np.ndarray, current: np.ndarray, opts: Any) -> tuple[np.ndarray, np.ndarray]:
     """One tick of one population: decay, add input and offset, fire, reset; returns (spikes, v after reset)."""
+    assert pop.alpha_decay is not None and pop.threshold is not None and pop.i_offset is not None
     if opts.fma:
         v = fma_f32(pop.alpha_decay, v, current)
     else:
@@ -161,7 +163,7 @@ class ReferenceBackend:
     @property
     def max_ticks(self) -> int:
         self._loaded()
-        return self.memory.report.max_ticks  # type: ignore[union-attr]
+        return int(self.memory.report.max_ticks)  # type: ignore[union-attr]
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -203,7 +203,7 @@ class SpiNNaker2Backend:
     @property
     def max_ticks(self) -> int:
         net = self._loaded()
-        return max(0, self.memory.report.max_ticks - net.latency_ticks)  # type: ignore[union-attr]
+        return max(0, int(self.memory.report.max_ticks) - net.latency_ticks)  # type: ignore[union-attr]
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -162,7 +163,8 @@ def _neuron_shape(node: object) -> tuple[int, ...]:
 
 
 def _flat(x: object, n: int) -> np.ndarray:
-    return np.broadcast_to(np.asarray(x).ravel() if np.ndim(x) else np.asarray(x), (n,)).astype(np.float32)
+    arr = np.asarray(x)
+    return np.broadcast_to(arr.ravel() if arr.ndim else arr, (n,)).astype(np.float32)
 
 
 def convert_lif(node: object, bias: np.ndarray, opts: ChipOptions, w_scale: float, n: int) -> dict[str, np.ndarray]:
@@ -387,9 +389,9 @@ def translate(graph: object, opts: ChipOptions) -> ChipNetwork:
                 msg = f"population {name!r} has no incoming weight node; scale_weights needs one to compute w_scale"
                 raise UnsupportedGraphError(msg)
             if opts.weight_scale_percentile == 100:
-                max_abs = 0.0
+                max_abs: Any = 0.0
                 for w in wnodes:
-                    max_abs = np.max((max_abs, np.abs(w.weight).max()))  # type: ignore[attr-defined]
+                    max_abs = np.max((max_abs, np.abs(w.weight).max()))  # type: ignore[attr-defined,arg-type]
             else:
                 all_w = np.array([])
                 for w in wnodes:
@@ -421,7 +423,7 @@ def translate(graph: object, opts: ChipOptions) -> ChipNetwork:
 
 def _projection(p: dict[str, object], nodes: dict[str, object], pops: dict[str, Population], opts: ChipOptions) -> Projection:
     src, tgt = str(p["src"]), str(p["tgt"])
-    chain = tuple(p["chain"])  # type: ignore[arg-type]
+    chain: tuple[str, ...] = tuple(p["chain"])  # type: ignore[arg-type]
     spop, tpop = pops[src], pops[tgt]
     src_shape = spop.shape
     pool = (1, 1)
