@@ -68,13 +68,15 @@ class InputConfig(_Endpoints):
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_events_per_packet: int = Field(default=1_000_000, ge=1)
     #: largest sensor width/height accepted (per-stream denoise memory is width x height x 8 bytes)
-    max_sensor_side: int = Field(default=2048, ge=1, le=32767)
+    max_sensor_side: int = Field(default=1280, ge=1, le=32767)
     #: ZeroMQ receive high-water mark (messages) of the input socket
     rcvhwm: int = Field(default=100, ge=1)
     #: live mode: a stream's queued packets older than this (event time behind its newest) are dropped
     max_lag_ms: float = Field(default=200.0, gt=0)
     #: packets queued per stream before the oldest is dropped (live) or intake pauses (lossless)
     queue_packets: int = Field(default=64, ge=1)
+    #: events queued over all streams (about 13 bytes each) before the oldest are dropped / intake pauses
+    max_queued_events: int = Field(default=4_000_000, ge=1)
     max_streams: int = Field(default=64, ge=1)
 
 

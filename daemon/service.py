@@ -262,6 +262,7 @@ class Service:
         self._status_snapshot: dict[str, Any] = {}
         self._packets_total = 0
         self._events_total = 0
+        self._queued_events = 0
         self._rate = (time.monotonic(), 0)
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.inp: zmq.Socket[Any] | None = None
@@ -520,6 +521,7 @@ class Service:
         lossless = self.config.input.mode == "lossless"
         bound = self.config.input.queue_packets
         max_lag_us = int(self.config.input.max_lag_ms * 1000)
+        max_events = self.config.input.max_queued_events
         limits = self.pipeline.limits if self.pipeline is not None else wire.DEFAULT_LIMITS
         now_s = time.monotonic()
         for _ in range(10_000):
@@ -540,18 +542,34 @@ class Service:
                 continue
             state.last_packet_s = now_s
             state.note_seq(packet.seq)
-            state.queue.append(Queued(packet, received_ns))
+            self._enqueue(state, Queued(packet, received_ns))
             if lossless:
-                if len(state.queue) >= bound:
+                if len(state.queue) >= bound or self._queued_events >= max_events:
                     return  # stop reading: ZeroMQ's high-water mark now slows the sender
             else:
                 self._bound_live_queue(state, bound, max_lag_us)
+                while self._queued_events > max_events:
+                    # over the global bound: the longest queue loses its oldest packet
+                    longest = max(self.streams.values(), key=lambda s: len(s.queue))
+                    self._dequeue(longest)
+                    longest.drop("queue_full")
+
+    def _enqueue(self, state: StreamState, item: Queued) -> None:
+        state.queue.append(item)
+        if isinstance(item.packet, EventPacket):
+            self._queued_events += len(item.packet.events)
+
+    def _dequeue(self, state: StreamState) -> Queued:
+        item = state.queue.popleft()
+        if isinstance(item.packet, EventPacket):
+            self._queued_events -= len(item.packet.events)
+        return item
 
     def _bound_live_queue(self, state: StreamState, bound: int, max_lag_us: int) -> None:
         """Live mode: drop the OLDEST queued data past the queue bound or the maximum lag, counted."""
         queue = state.queue
         while len(queue) > bound:
-            queue.popleft()
+            self._dequeue(state)
             state.drop("queue_full")
         newest = queue[-1].packet
         if not isinstance(newest, EventPacket) or not len(newest.events):
@@ -563,7 +581,7 @@ class Service:
                 break
             if t_newest - int(oldest.events["t"][0]) <= max_lag_us:
                 break
-            queue.popleft()
+            self._dequeue(state)
             state.drop("lag")
 
     def _reject(self, stream_id: str, reason: str, message: str, now_s: float) -> None:
@@ -580,7 +598,7 @@ class Service:
     def _process_queues(self) -> None:
         for state in list(self.streams.values()):
             while state.queue:
-                item = state.queue.popleft()
+                item = self._dequeue(state)
                 if isinstance(item.packet, EosPacket):
                     self._finish_segment(state, reason="eos", eos=item.packet, received_ns=item.received_ns)
                 else:

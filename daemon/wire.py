@@ -70,7 +70,7 @@ class WireLimits:
     max_events: int = 1_000_000
     max_keys: int = 64
     #: largest sensor side accepted: per-stream denoise memory grows with width x height
-    max_sensor_side: int = 2048
+    max_sensor_side: int = 1280
 
 
 DEFAULT_LIMITS = WireLimits()
