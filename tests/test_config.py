@@ -138,3 +138,13 @@ def test_check_config_exit_codes(tmp_path: Path) -> None:
     assert "configuration OK" in ok.stdout and "tiny-test" in ok.stdout
     missing = subprocess.run([*run, "--model", str(tmp_path / "x.nir")], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 78 and "x.nir does not exist" in missing.stderr
+
+
+def test_missing_model_at_start_exits_78(tmp_path: Path) -> None:
+    """Starting the daemon on a model file that does not exist exits 78 (no restart loop) and names the file."""
+    out = subprocess.run(
+        [sys.executable, "-m", "s2gesture.daemon.main", "--model", str(tmp_path / "gone.nir"),
+         "--input-bind", f"ipc://{tmp_path}/i", "--output-bind", f"ipc://{tmp_path}/o", "--log-format", "json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 78 and "gone.nir does not exist" in out.stdout

@@ -95,3 +95,16 @@ def test_failing_backend_degrades_and_falls_back_to_the_emulator(tmp_path: Path)
         assert final["backend"] == "emulator"
         d.wait_status(lambda b: b["state"] == "degraded" and b["uptime_s"] > 0.5)  # retries keep failing, it stays up
         assert d.stop() == 0
+
+
+def test_failing_backend_without_fallback_stays_up_degraded_and_counts(tmp_path: Path) -> None:
+    """Without a fallback the daemon stays up in 'degraded', retries, and counts packets it cannot serve."""
+    write_tiny_model(tmp_path / "m.nir")
+    args = ["--backend", "spinnaker2", "--set", "backend.retry_initial_s=0.1", "--set", "backend.retry_max_s=0.2"]
+    with start_daemon(tmp_path, tmp_path / "m.nir", mode="lossless", args=args) as d:
+        d.send_all(d.sender(), recording_frames("nb", random_events(2_000, seed=7, duration_us=50_000), 128, 128))
+        status = d.wait_status(lambda b: b["streams"].get("nb", {}).get("dropped", {}).get("no_backend", 0) > 0)
+        assert status["state"] == "degraded" and status["backend"] == "spinnaker2" and "spinnaker2" in status["error"]
+        d.wait_status(lambda b: b["uptime_s"] > 0.8)  # long enough for several retries at 0.1-0.2 s
+        assert d.stop() == 0
+        assert d.log_tail(200).count("retrying backend") >= 2
