@@ -109,3 +109,29 @@ def test_classify_recording_equals_streaming_windows(tmp_path) -> None:  # type:
         stream_policy.update(rows[-1], start, stop)
     np.testing.assert_array_equal(table, np.array(rows))
     assert final == stream_policy.final().class_id and (table.sum(axis=1) == 0).any()
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(st.lists(st.integers(0, 50), min_size=5, max_size=5), min_size=1, max_size=25),
+    smoothing=st.sampled_from([0.0, 0.3, 0.7]),
+    conf=st.sampled_from([0.2, 0.4, 0.9]),
+    min_chunks=st.integers(1, 3),
+)
+def test_policy_properties(rows: list[list[int]], smoothing: float, conf: float, min_chunks: int) -> None:
+    """At most one onset per chunk, each as confident as required and within [0, 1]; the sum mode is order-free."""
+    pol = DecisionPolicy(smoothing=smoothing, onset_confidence=conf, min_chunks=min_chunks)
+    onsets = [d for k, r in enumerate(rows) if (d := pol.update(np.array(r, float), k, k + 1)) is not None]
+    assert len(onsets) <= len(rows)
+    assert all(0 <= d.confidence <= 1 and d.confidence >= conf for d in onsets)
+    fin = pol.final()
+    total = np.array(rows, float).sum(axis=0)
+    assert fin.class_id == (int(np.argmax(total)) if total.sum() > 0 else -1)
+    reverse = DecisionPolicy(smoothing=smoothing, onset_confidence=conf, min_chunks=min_chunks)
+    for k, r in enumerate(reversed(rows)):
+        reverse.update(np.array(r, float), k, k + 1)
+    assert reverse.final().class_id == fin.class_id
