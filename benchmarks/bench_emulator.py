@@ -29,6 +29,17 @@ ROOT = Path(__file__).resolve().parents[1]
 INPUT_ACTIVITY = 0.05
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux), for the record."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def pin_one_core() -> int:
     """Pin this process to one CPU (the last one) so every figure is one core's."""
     cpus = sorted(os.sched_getaffinity(0))
@@ -205,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Network: MODEL.md P-SNN (2x32x32 -> 3 conv LIF layers -> 256 -> 11), int8 weights (seed 0), input "
         f"{INPUT_ACTIVITY:.0%} of pixels per tick, {args.ticks}-tick chunk (+{emu.latency_ticks} drain ticks); "
-        f"process pinned to CPU {cpu}, numba/torch threads = 1; medians of {args.repeats} runs. The build "
-        "machine is shared and noisy: compare ratios measured in the same run.",
+        f"{cpu_model()} ({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start), process pinned "
+        f"to CPU {cpu}, numba/torch threads = 1; medians of {args.repeats} runs. Compare ratios measured in "
+        "the same run: absolute times move with the machine and its load.",
         "",
         "Hidden activity (fraction of neurons spiking per tick): " + ", ".join(f"{k} {v:.1%}" for k, v in activity.items()),
         "",
