@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Network: MODEL.md P-SNN (2x32x32 -> 3 conv LIF layers -> 256 -> 11), int8 weights (seed 0), input "
         f"{INPUT_ACTIVITY:.0%} of pixels per tick, {args.ticks}-tick chunk (+{emu.latency_ticks} drain ticks); "
-        f"{cpu_model()} ({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start), process pinned "
+        f"{cpu_model()} ({os.cpu_count()} CPUs, 1-minute load average {os.getloadavg()[0]:.1f} when done), process pinned "
         f"to CPU {cpu}, numba/torch threads = 1; medians of {args.repeats} runs. Compare ratios measured in "
         "the same run: absolute times move with the machine and its load.",
         "",
