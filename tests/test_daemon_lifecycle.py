@@ -108,3 +108,16 @@ def test_failing_backend_without_fallback_stays_up_degraded_and_counts(tmp_path:
         d.wait_status(lambda b: b["uptime_s"] > 0.8)  # long enough for several retries at 0.1-0.2 s
         assert d.stop() == 0
         assert d.log_tail(200).count("retrying backend") >= 2
+
+
+def test_silent_streams_are_flushed_then_evicted(tmp_path: Path) -> None:
+    """A stream that stops without eos gets its final decision after flush_after_s, then leaves the status."""
+    write_tiny_model(tmp_path / "m.nir")
+    args = ["--set", "streams.flush_after_s=0.3", "--set", "streams.evict_after_s=1.0"]
+    with start_daemon(tmp_path, tmp_path / "m.nir", mode="lossless", transport="ipc", args=args) as d:
+        d.send_all(d.sender(), recording_frames("quiet", random_events(20_000, seed=8, duration_us=300_000), 128, 128, eos=False))
+        _, final = d.recv(lambda t, b: t == "s2g/v1/gesture/quiet/" and b["final"])
+        assert final["n_chunks"] > 0
+        d.wait_status(lambda b: "quiet" in b["streams"])
+        d.wait_status(lambda b: "quiet" not in b["streams"])
+        assert d.stop() == 0

@@ -139,6 +139,9 @@ def test_hostile_input_is_counted_by_reason_and_the_daemon_keeps_serving(daemon:
     assert sum(dropped.values()) == len(bad_bodies) + 202
     assert status["streams"]["*"]["dropped"] == {"bad_topic": 1, "bad_stream": 1}
     assert status["state"] == "ready" and daemon.proc.poll() is None
+    # logged once per (stream, reason) per interval, never once per packet
+    drop_lines = [ln for ln in daemon.log_path.read_text().splitlines() if '"packet dropped"' in ln and '"evil"' in ln]
+    assert len(drop_lines) == len({(ln.split('"reason": ')[1].split(",")[0]) for ln in drop_lines}) < 20
 
 
 def test_time_going_backwards_drops_the_packet_and_restarts_the_window(daemon: DaemonProcess) -> None:
