@@ -178,12 +178,14 @@ class PSNN(nn.Module):
         semantics: str | Semantics = "snntorch",
         *,
         record: bool = False,
+        stop_at: str | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Run ``x [T, B, C, H, W]`` (0/1) through the network; output spikes ``[T + L, B, n_classes]``.
 
         In semantics with latency ``L`` = number of projections, the input is zero-padded by ``L`` ticks so
         that every spike drains to the output (as the chip backends do); otherwise ``L`` = 0. With
-        ``record`` the spikes of every LIF layer are returned too, keyed by stage name.
+        ``record`` the spikes of every LIF layer are returned too, keyed by stage name; ``stop_at`` (a stage
+        name) ends the run after that stage and returns its output.
         """
         sem = get_semantics(semantics)
         if x.dim() != 5:
@@ -231,6 +233,8 @@ class PSNN(nn.Module):
                 h = out.reshape(T, B, *out.shape[1:])
             elif stage.kind == "flatten":
                 h = h.reshape(T, B, -1)
+            if stage.name == stop_at:
+                break
         return (h, recorded) if record else h
 
     def iter_weights(self) -> Iterator[tuple[str, torch.Tensor]]:

@@ -38,7 +38,10 @@ def test_report_has_every_row_and_the_emulator_matches_the_torch_chip_simulator(
     q, record = quantize_ptq(fm, 100.0)
     card = make_card("q", record, semantics="snntorch")
     variant = Variant("ptq100", q, to_nir_graph(q), card, "snntorch", record)
-    report = evaluate(fm, [variant], _test_set(1), seeds=(0, 1, 2), window=100, progress=lambda s: None)
+    report = evaluate(
+        fm, [variant], _test_set(1), seeds=(0, 1, 2), window=100, progress=lambda s: None,
+        ablations=("snntorch", "latency", "reset", "chip"), torch_full=True,
+    )  # fmt: skip
     names = [r["name"] for r in report["rows"]]
     assert len(names) == 6 and names[0].startswith("float")
     by = {r["kind"]: r for r in report["rows"]}

@@ -1,0 +1,223 @@
+"""Reproduce ``models/pretrained/``: synthetic data -> train -> quantize -> export -> evaluate, one command.
+
+``python -m s2gesture.models.pretrained_recipe`` (``make pretrained``) runs every step with the settings
+below; each step is skipped when its output exists and training resumes from its checkpoint, so an
+interrupted run continues where it stopped. Work files go to ``--work`` (default ``build/pretrained``), the
+shipped artifacts to ``--dest`` (default ``models/pretrained``):
+
+1. ``s2gesture synth``: ``TRAIN_USERS`` training and ``TEST_USERS`` held-out users, ``REPEATS`` lighting
+   sessions each, recordings of ``DURATION_S`` s;
+2. float P-SNN in snnTorch semantics (``EPOCHS`` epochs of random ``WINDOW``-tick windows);
+3. the same network fine-tuned in chip semantics (``CHIP_EPOCHS`` epochs from the float weights);
+4. PTQ (p = 100, 99.9, 99) and QAT (Brevitas, ``QAT_EPOCHS``) of the float model; PTQ and QAT of the
+   chip-semantics model;
+5. evaluation of all of them side by side (emulator with the daemon's chunking), report + figures;
+6. the shipped model ``psnn_int8.nir``: the chip-semantics QAT model, chosen by design before any test
+   result (it is the one trained for the arithmetic it runs in), with the evaluation in its card and in
+   ``psnn_int8.report.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+# Defaults sized for ~20-30 min on 2 shared CPU cores (docs/model.md gives the measured times).
+TRAIN_USERS = 12
+TEST_USERS = 4
+REPEATS = 2
+DURATION_S = 3.0
+DATA_SEED = 2026
+EPOCHS = 12
+CHIP_EPOCHS = 3
+QAT_EPOCHS = 2
+WINDOW = 300
+BATCH = 16
+LR = 3e-3
+SEED = 0
+SHIPPED = "qat-chip"
+
+
+def _step(name: str, done: bool) -> bool:
+    print(
+        f"[{time.strftime('%H:%M:%S')}] {name}: {'done already, skipped' if done else 'running'}", flush=True
+    )
+    return not done
+
+
+def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None) -> dict[str, Any]:
+    """Every step of the recipe; returns the evaluation report."""
+    from s2gesture.daemon.preprocess import PreprocessSpec
+
+    from . import synth
+    from .binned import load_split
+    from .evaluate import Variant, evaluate, write_report
+    from .export import export_model, make_card, to_nir_graph
+    from .network import PSNN, PSNNConfig
+    from .quantize import quantize_ptq, quantize_qat, save_int_model
+    from .train import (
+        TrainConfig,
+        finish_training,
+        init_from_data_,
+        load_model_file,
+        setup_torch,
+        train_model,
+    )
+
+    t_start = time.perf_counter()
+    data = work / "data"
+    scale = dict(train_users=3, test_users=2, repeats=1, epochs=1, chip_epochs=1, qat_epochs=1) if quick else dict(
+        train_users=TRAIN_USERS, test_users=TEST_USERS, repeats=REPEATS, epochs=EPOCHS, chip_epochs=CHIP_EPOCHS,
+        qat_epochs=QAT_EPOCHS,
+    )  # fmt: skip
+    if _step("synthetic data", (data / "DVSGesture").is_dir()):
+        synth.generate(data, scale["train_users"], scale["test_users"], DATA_SEED, duration_s=DURATION_S,
+                       repeats=scale["repeats"], workers=2, progress=False)  # fmt: skip
+    spec = PreprocessSpec(sensor_size=(128, 128))
+    train = load_split(data, "train", spec)
+    test = load_split(data, "test", spec)
+    setup_torch(SEED, 2)
+    cfg = TrainConfig(epochs=scale["epochs"], batch_size=BATCH, lr=LR, window=WINDOW, seed=SEED)
+    timings: dict[str, float] = {}
+
+    float_dir = work / "float"
+    if _step("train float (snnTorch semantics)", (float_dir / "model.pt").is_file()):
+        t0 = time.perf_counter()
+        model = PSNN(PSNNConfig())
+        if not (float_dir / "checkpoint.pt").is_file():
+            init_from_data_(model, train, cfg)
+        history = train_model(model, train, test, cfg, float_dir, resume=True)
+        finish_training(model, history, cfg, float_dir, train, test, spec, time.perf_counter() - t0)
+        timings["train_float_s"] = time.perf_counter() - t0
+    float_model, float_blob = load_model_file(float_dir / "model.pt")
+
+    chip_dir = work / "chip"
+    if _step("fine-tune in chip semantics", (chip_dir / "model.pt").is_file()):
+        t0 = time.perf_counter()
+        chip_model, _ = load_model_file(float_dir / "model.pt")
+        chip_cfg = TrainConfig(epochs=scale["chip_epochs"], batch_size=BATCH, lr=LR / 3, window=WINDOW,
+                               seed=SEED + 1, semantics="chip")  # fmt: skip
+        history = train_model(chip_model, train, test, chip_cfg, chip_dir, resume=True)
+        finish_training(chip_model, history, chip_cfg, chip_dir, train, test, spec, time.perf_counter() - t0,
+                        init=str(float_dir / "model.pt"))  # fmt: skip
+        timings["train_chip_s"] = time.perf_counter() - t0
+    chip_model, chip_blob = load_model_file(chip_dir / "model.pt")
+
+    qdir = work / "int8"
+    qdir.mkdir(parents=True, exist_ok=True)
+    jobs: dict[str, Any] = {
+        "ptq100": (float_model, float_blob, "ptq", 100.0),
+        "ptq99.9": (float_model, float_blob, "ptq", 99.9),
+        "ptq99": (float_model, float_blob, "ptq", 99.0),
+        "qat": (float_model, float_blob, "qat", None),
+        "ptq100-chip": (chip_model, chip_blob, "ptq", 100.0),
+        "qat-chip": (chip_model, chip_blob, "qat", None),
+    }
+    for name, (fm, blob, method, p) in jobs.items():
+        path = qdir / f"{name}.pt"
+        if not _step(f"quantize {name}", path.is_file()):
+            continue
+        t0 = time.perf_counter()
+        sem = blob.get("semantics", "snntorch")
+        if method == "ptq":
+            qm, record = quantize_ptq(fm, p)
+        else:
+            qm, record = quantize_qat(fm, train, test, qdir / f"{name}_qat", epochs=scale["qat_epochs"],
+                                      lr=LR / 6, semantics=sem, seed=SEED + 2, window=WINDOW, batch_size=BATCH)  # fmt: skip
+        save_int_model(path, qm, record, {"training": blob.get("training", {}), "metrics": blob.get("metrics", {}),
+                                         "semantics": sem})  # fmt: skip
+        timings[f"quantize_{name}_s"] = time.perf_counter() - t0
+
+    variants = []
+    for name in jobs:
+        qm, blob = load_model_file(qdir / f"{name}.pt")
+        card = make_card(name, blob["quantization"], semantics=blob.get("semantics", "snntorch"))
+        variants.append(
+            Variant(name, qm, to_nir_graph(qm), card, blob.get("semantics", "snntorch"), blob["quantization"])
+        )
+    report_dir = work / "report"
+    if _step("evaluate", (report_dir / "report.json").is_file()):
+        t0 = time.perf_counter()
+        report = evaluate(float_model, variants, test, seeds=(0, 1, 2), window=600)
+        report["float_chip_finetuned"] = _chip_float_rows(chip_model, test)
+        report["float_training"] = json.loads((float_dir / "metrics.json").read_text())
+        report["chip_training"] = json.loads((chip_dir / "metrics.json").read_text())
+        report["timings"] = timings | {"evaluate_s": time.perf_counter() - t0}
+        from s2gesture.daemon.card import GESTURE_CLASSES
+
+        write_report(report, report_dir, GESTURE_CLASSES)
+    report = json.loads((report_dir / "report.json").read_text())
+
+    dest.mkdir(parents=True, exist_ok=True)
+    shipped = next(v for v in variants if v.name == SHIPPED)
+    _, sblob = load_model_file(qdir / f"{SHIPPED}.pt")
+    rows = {r["name"]: r for r in report["rows"]}
+    emu = rows[f"{SHIPPED}: int8 on the emulator (chip)"]
+    base = report["rows"][0]
+    metrics = {
+        "test_recordings": report["n_test"],
+        "test_users": report["test_set"]["users"],
+        "emulator_window600_acc_mean": emu["window_acc"]["mean"],
+        "emulator_window600_acc_std": emu["window_acc"]["std"],
+        "emulator_first_window_acc": emu["first_window_acc"],
+        "emulator_full_recording_acc": emu["full_recording_acc"],
+        "float_window600_acc_mean": base["window_acc"]["mean"],
+        "float_full_recording_acc": base["full_recording_acc"],
+        "drop_pp_window": emu["drop_pp"]["window"],
+        "seeds_vary": report["seed_varies"],
+        "pes_used": report["memory"][SHIPPED]["pes_used"],
+    }
+    training = dict(sblob.get("training", {}))
+    training["recipe"] = "python -m s2gesture.models.pretrained_recipe"
+    training["data"] = {"generator": "s2gesture synth", "seed": DATA_SEED, "train_users": scale["train_users"],
+                        "test_users": scale["test_users"], "repeats": scale["repeats"], "duration_s": DURATION_S}  # fmt: skip
+    card = make_card("psnn-int8-synthetic", sblob["quantization"], semantics=sblob.get("semantics", "chip"),
+                     training=training, metrics=metrics, latency_ticks=shipped.model.n_projections)  # fmt: skip
+    export_model(shipped.model, dest / "psnn_int8.nir", card)
+    (dest / "psnn_int8.report.json").write_text(
+        json.dumps(report | {"shipped": SHIPPED, "card_metrics": metrics}, indent=1)
+    )
+    for png in ("accuracy.png", "confusion.png"):
+        shutil.copy(report_dir / png, dest / png)
+    shutil.copy(float_dir / "curve.png", dest / "training_curve.png")
+    if docs is not None:
+        docs.mkdir(parents=True, exist_ok=True)
+        for png in ("accuracy.png", "confusion.png"):
+            shutil.copy(report_dir / png, docs / f"evaluation_{png}")
+        shutil.copy(float_dir / "curve.png", docs / "evaluation_training_curve.png")
+        (docs / "evaluation_report.md").write_text((report_dir / "report.md").read_text())
+    print(
+        f"[{time.strftime('%H:%M:%S')}] done in {time.perf_counter() - t_start:.0f} s; shipped {dest / 'psnn_int8.nir'}"
+    )
+    return report
+
+
+def _chip_float_rows(model: Any, test: Any) -> dict[str, float]:
+    """First-window accuracy of the chip-fine-tuned float model in both semantics (before quantization)."""
+    from .train import window_accuracy
+
+    return {sem: window_accuracy(model, test, 600, sem) for sem in ("snntorch", "chip")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m s2gesture.models.pretrained_recipe``."""
+    p = argparse.ArgumentParser(
+        prog="python -m s2gesture.models.pretrained_recipe", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--work", default="build/pretrained", help="work folder (data, checkpoints, report)")
+    p.add_argument(
+        "--dest", default=str(Path(__file__).parent / "pretrained"), help="where the shipped files go"
+    )
+    p.add_argument("--docs", default=None, help="also copy the figures and the report here (e.g. docs/)")
+    p.add_argument("--quick", action="store_true", help="a tiny smoke run (minutes; not the shipped model)")
+    args = p.parse_args(argv)
+    run(Path(args.work), Path(args.dest), quick=args.quick, docs=Path(args.docs) if args.docs else None)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
