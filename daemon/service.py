@@ -339,13 +339,25 @@ class Service:
             raise
         except Exception as exc:  # a board SDK can fail in any way; the daemon must stay up and say so
             self._backend_failed(config, f"{type(exc).__name__}: {exc}")
-        if config.backend.fallback_to_emulator and config.backend.name != "emulator" and self.pipeline is None:
-            try:
-                self.pipeline = Pipeline.build(config, model, backend_name="emulator")
-                self.log.warning("serving on the emulator fallback", failed_backend=config.backend.name)
-            except Exception as exc:
-                self._last_error += f"; emulator fallback failed: {type(exc).__name__}: {exc}"
-                self.log.error("emulator fallback failed", error=str(exc))
+
+    def _fall_back(self, config: DaemonConfig, model: Model) -> None:
+        """Serve on the emulator while the configured backend is down (when configured to)."""
+        current = self.pipeline.backend_name if self.pipeline is not None else None
+        if not config.backend.fallback_to_emulator or config.backend.name == "emulator" or current == "emulator":
+            return
+        try:
+            fallback = Pipeline.build(config, model, backend_name="emulator")
+        except Exception as exc:  # nothing left to serve with: stay degraded and keep retrying
+            self._last_error += f"; emulator fallback failed: {type(exc).__name__}: {exc}"
+            self.log.error("emulator fallback failed", error=str(exc))
+            return
+        if self.pipeline is not None:
+            self.pipeline.close()
+        self.pipeline = fallback
+        # open segments were cut for the failed backend's plan
+        for state in self.streams.values():
+            state.segment = None
+        self.log.warning("serving on the emulator fallback", failed_backend=config.backend.name)
 
     def _backend_failed(self, config: DaemonConfig, error: str) -> None:
         self.state = "degraded"
@@ -354,6 +366,8 @@ class Service:
         self.log.error("backend failed", error=error, retry_in_s=round(self._retry_delay, 2))
         self._retry_delay = min(self._retry_delay * 2, config.backend.retry_max_s)
         self.notifier.status(f"degraded: {error[:200]}")
+        if self.model is not None:
+            self._fall_back(config, self.model)
 
     def _loop(self, sig_r: socket.socket) -> None:
         assert self.inp is not None  # opened by _start (invariant)
@@ -368,6 +382,8 @@ class Service:
         while not self._stop:
             now = time.monotonic()
             wake = min(next_status, next_housekeeping, self._retry_at or next_status)
+            if watchdog_every is not None:
+                wake = min(wake, last_ping + watchdog_every)
             ready = dict(poller.poll(max(0, int((wake - now) * 1000)) if not self._pending() else 0))
             if sig_r.fileno() in ready:
                 self._read_signals(sig_r)
