@@ -38,7 +38,8 @@ GESTURE_CLASSES: tuple[str, ...] = (
     "other gestures",
 )
 
-MAPPINGS = ("center-crop-scale", "scale")
+#: input mappings a card may name; the implementations live in preprocess.MAPPINGS (kept in sync by a test)
+MAPPINGS = ("center-crop-scale", "scale", "center-crop")
 
 
 @dataclass(frozen=True)

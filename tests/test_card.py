@@ -53,3 +53,10 @@ def test_missing_model_file_names_the_path(tmp_path: Path) -> None:
     """A missing model file is an error naming the path."""
     with pytest.raises(ModelCardError, match="nope.nir does not exist"):
         read_model(tmp_path / "nope.nir")
+
+
+def test_card_mappings_match_the_preprocessing_registry() -> None:
+    """Every mapping a card may name is implemented by the preprocessing, and no other."""
+    from s2gesture.daemon import card, preprocess
+
+    assert set(card.MAPPINGS) == set(preprocess.MAPPINGS)
