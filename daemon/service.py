@@ -155,6 +155,23 @@ class Pipeline:
         self.backend.close()
 
 
+@dataclass(frozen=True)
+class Intake:
+    """Input bounds, resolved once at start (they belong to the sockets, which a reload does not rebind)."""
+
+    lossless: bool
+    queue_packets: int
+    max_lag_us: int
+    max_queued_events: int
+    max_streams: int
+
+    @classmethod
+    def from_config(cls, config: DaemonConfig) -> Intake:
+        """The intake bounds of ``config``."""
+        i = config.input
+        return cls(i.mode == "lossless", i.queue_packets, int(i.max_lag_ms * 1000), i.max_queued_events, i.max_streams)
+
+
 # ------------------------------------------------------------------------------------------- sockets
 
 
@@ -263,6 +280,7 @@ class Service:
         self._packets_total = 0
         self._events_total = 0
         self._queued_events = 0
+        self._intake = Intake.from_config(config)
         self._rate = (time.monotonic(), 0)
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.inp: zmq.Socket[Any] | None = None
@@ -513,7 +531,7 @@ class Service:
     def _stream(self, stream_id: str, now_s: float) -> StreamState | None:
         state = self.streams.get(stream_id)
         if state is None:
-            if len(self.streams) >= self.config.input.max_streams + 1 and not self._evict_garbage_stream():
+            if len(self.streams) >= self._intake.max_streams + 1 and not self._evict_garbage_stream():
                 return None
             state = self.streams[stream_id] = StreamState(stream_id, now_s, now_s)
         return state
@@ -534,10 +552,7 @@ class Service:
     def _ingest(self) -> None:
         """Read what the input socket holds (bounded), validate, and queue per stream."""
         assert self.inp is not None  # opened by _start (invariant)
-        lossless = self.config.input.mode == "lossless"
-        bound = self.config.input.queue_packets
-        max_lag_us = int(self.config.input.max_lag_ms * 1000)
-        max_events = self.config.input.max_queued_events
+        intake = self._intake
         limits = self.pipeline.limits if self.pipeline is not None else wire.DEFAULT_LIMITS
         now_s = time.monotonic()
         for _ in range(10_000):
@@ -559,12 +574,12 @@ class Service:
             state.last_packet_s = now_s
             state.note_seq(packet.seq)
             self._enqueue(state, Queued(packet, received_ns))
-            if lossless:
-                if len(state.queue) >= bound or self._queued_events >= max_events:
+            if intake.lossless:
+                if len(state.queue) >= intake.queue_packets or self._queued_events >= intake.max_queued_events:
                     return  # stop reading: ZeroMQ's high-water mark now slows the sender
             else:
-                self._bound_live_queue(state, bound, max_lag_us)
-                while self._queued_events > max_events:
+                self._bound_live_queue(state, intake.queue_packets, intake.max_lag_us)
+                while self._queued_events > intake.max_queued_events:
                     # over the global bound: the longest queue loses its oldest packet
                     longest = max(self.streams.values(), key=lambda s: len(s.queue))
                     self._dequeue(longest)
