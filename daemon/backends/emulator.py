@@ -270,8 +270,10 @@ def spike_lists(spk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out_idx[: out_ptr[-1]], out_ptr
 
 
-def merge_lists(lists: list[tuple[np.ndarray, np.ndarray]], offsets: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def merge_lists(lists: list[tuple[np.ndarray, np.ndarray]], offsets: tuple[int, ...], ticks: int) -> tuple[np.ndarray, np.ndarray]:
     """Spike lists of several sources -> one list over the combined index space, tick by tick."""
+    if not lists:  # a population driven only by its bias
+        return np.zeros(0, np.int32), np.zeros(ticks + 1, np.int64)
     if len(lists) == 1 and offsets[0] == 0:
         return lists[0]
     T = lists[0][1].size - 1
@@ -358,7 +360,7 @@ def run_fast(
                 workspace[(name, ticks)] = (spk, out_idx)
         v_out = np.zeros((ticks, n) if record_v else (1, n), dtype=np.float32)
         out_ptr = np.zeros(ticks + 1, dtype=np.int64)
-        idx, ptr = merge_lists([lists[s] for s in plan.sources], plan.offsets)
+        idx, ptr = merge_lists([lists[s] for s in plan.sources], plan.offsets, ticks)
         r, q, p = plan.runs, plan.runs_neg, plan.params
         if plan.pop.model == "lif_curr_exp_no_delay":
             events += k["cuba_layer"](
