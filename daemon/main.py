@@ -14,6 +14,7 @@ import sys
 import tomllib
 from typing import Any
 
+from . import __version__
 from .errors import ConfigError, ModelCardError, S2GestureError
 
 EX_OK = 0
@@ -45,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="DVS gesture recognition daemon: events in over ZeroMQ, predictions and gestures out.",
         epilog="Every setting is documented in systemd/s2gestured.toml; env vars are S2G_SECTION__KEY.",
     )
-    parser.add_argument("command", nargs="?", choices=("run", "check-config"), default="run")
+    parser.add_argument(
+        "command", nargs="?", choices=("run", "check-config"), default="run",
+        help="run (default) or check-config: validate the configuration and the model card, then exit",
+    )
+    parser.add_argument("--version", action="version", version=f"s2gestured {__version__}")
     parser.add_argument("--config", help="TOML config file (default /etc/s2gesture/s2gestured.toml, if present)")
     parser.add_argument("--mode", choices=("live", "lossless"), help="live: SUB, drop the oldest; lossless: PULL")
     parser.add_argument("--input-bind", action="append", metavar="ENDPOINT", help="input endpoint to bind (repeatable)")
