@@ -109,6 +109,18 @@ class BackendConfig(_Section):
     retry_initial_s: float = Field(default=1.0, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
 
+    @field_validator("name")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from .backends import BACKENDS
+
+        if value not in BACKENDS:
+            near = difflib.get_close_matches(value, BACKENDS, n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            msg = f"unknown backend{hint}; expected one of {sorted(BACKENDS)}"
+            raise ValueError(msg)
+        return value
+
 
 class ChunkingConfig(_Section):
     """How ticks are cut into backend runs (the window shrinks to the backend's max_ticks)."""

@@ -78,6 +78,7 @@ def test_all_problems_at_once_with_keys_env_and_near_misses(tmp_path: Path) -> N
         ("schema_version = 1\n[input]\nbind = ['tcp://0.0.0.0:5555']\n", "requires CURVE"),
         ("schema_version = 1\n[input]\nbind = ['udp://x']\n", "expected tcp://HOST:PORT"),
         ("schema_version = 1\n[input]\nbind = []\n", "no endpoint"),
+        ("schema_version = 1\n[backend]\nname = 'emulater'\n", "did you mean 'emulator'"),
     ],
 )
 def test_refused_files(tmp_path: Path, toml: str, needle: str) -> None:
