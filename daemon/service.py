@@ -185,8 +185,27 @@ def _apply_curve(sock: zmq.Socket[Any], config: DaemonConfig) -> None:
         sock.curve_publickey = curve.server_public_key.encode()
 
 
+def _ipc_in_use(endpoint: str) -> bool:
+    """Whether a live process listens on an ipc:// path (ZeroMQ would silently take the path over)."""
+    path = endpoint[len("ipc://") :]
+    if not os.path.exists(path):
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(0.5)
+        probe.connect(path)
+    except OSError:
+        return False  # a stale file from a process that is gone: binding replaces it
+    finally:
+        probe.close()
+    return True
+
+
 def _attach(sock: zmq.Socket[Any], bind: tuple[str, ...], connect: tuple[str, ...]) -> None:
     for endpoint in bind:
+        if endpoint.startswith("ipc://") and _ipc_in_use(endpoint):
+            msg = f"cannot bind {endpoint}: another process is listening there (is another s2gestured running?)"
+            raise SocketBindError(msg)
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:

@@ -49,3 +49,17 @@ def test_open_bind_without_curve_is_refused_before_start(tmp_path: Path) -> None
         capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 78 and "requires CURVE" in out.stderr and "curve.server_secret_key" in out.stderr
+
+
+def test_ipc_path_of_a_running_daemon_is_not_taken_over(tmp_path: Path) -> None:
+    """A second daemon on the same ipc paths exits 69 instead of silently stealing the first one's sockets."""
+    write_tiny_model(tmp_path / "m.nir")
+    with start_daemon(tmp_path, tmp_path / "m.nir", transport="ipc") as first:
+        second = subprocess.run(
+            [sys.executable, "-m", "s2gesture.daemon.main", "--model", str(tmp_path / "m.nir"),
+             "--input-bind", first.input_endpoint, "--output-bind", first.output_endpoint, "--log-format", "json"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert second.returncode == 69 and "another process is listening" in second.stdout
+        first.wait_status(lambda b: b["state"] == "ready")
+        assert first.stop() == 0
