@@ -217,3 +217,37 @@ def test_nmnist_shaped_cnn_loads_maps_and_runs() -> None:
     assert (pop.alpha_decay == 1).all()
     bias = np.asarray(nmnist_graph(0).nodes["fc"].bias)
     assert np.array_equal(pop.i_offset, (bias.astype(np.float64) * pop.w_scale).astype(np.float32))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_conv_and_pool_match_torch(seed: int) -> None:
+    """The integer synaptic input of a pooled conv projection equals torch's conv2d of the sum-pooled spikes."""
+    torch = pytest.importorskip("torch")
+    from s2gesture.daemon.backends import ChipOptions
+    from s2gesture.daemon.backends.reference import synaptic_input
+    from s2gesture.daemon.backends.translate import translate
+
+    rng = np.random.default_rng(seed)
+    c_in, h, c_out = int(rng.integers(1, 4)), int(rng.integers(7, 12)), int(rng.integers(1, 5))
+    k, s, p = int(rng.integers(1, 4)), int(rng.integers(1, 3)), int(rng.integers(0, 2))
+    hp = h // 2
+    ho = (hp + 2 * p - k) // s + 1
+    w = rng.integers(-127, 128, (c_out, c_in, k, k)).astype(np.float32)
+    shape = (c_out, ho, ho)
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([c_in, h, h])}),
+            "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+            "conv": nir.Conv2d((hp, hp), w, s, p, 1, 1, np.zeros(c_out, np.float32)),
+            "lif": nir.IF(r=np.ones(shape, np.float32), v_threshold=np.ones(shape, np.float32)),
+            "output": nir.Output(output_type={"output": np.array(shape)}),
+        },
+        edges=[("input", "pool"), ("pool", "conv"), ("conv", "lif"), ("lif", "output")],
+    )
+    proj = translate(graph, ChipOptions()).projections[0]
+    x = (rng.random((c_in, h, h)) < 0.4).astype(np.uint8)
+    got = synaptic_input(proj, x.ravel(), +1) - synaptic_input(proj, x.ravel(), -1)
+    xt = torch.tensor(x, dtype=torch.float64)[None]
+    pooled = torch.nn.functional.avg_pool2d(xt, 2) * 4
+    want = torch.nn.functional.conv2d(pooled, torch.tensor(w, dtype=torch.float64), stride=s, padding=p)
+    assert np.array_equal(got, want.numpy().astype(np.int64).ravel())
