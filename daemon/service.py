@@ -31,7 +31,7 @@ from .chunking import ChunkPlan, StreamChunker, chunk_scores, fit_plan, is_activ
 from .config import DaemonConfig
 from .decision import Decision, DecisionParams, DecisionPolicy
 from .errors import ConfigError, PreprocessError, ProtocolError, S2GestureError
-from .logs import RateLimiter, get_logger
+from .logs import RateLimiter, get_logger, setup_logging
 from .preprocess import PreprocessSpec, StreamPreprocessor
 from .sdnotify import Notifier
 from .streams import LatencyWindow, Queued, Segment, StreamState
@@ -509,6 +509,8 @@ class Service:
         ]
         if ignored:
             self.log.warning("reload does not rebind sockets; restart to apply", sections=ignored)
+        if config.log != self.config.log:
+            setup_logging(config.log.level, config.log.format)
         old = self.pipeline
         self.config, self.model, self.pipeline = config, model, pipeline
         if old is not None:
@@ -850,6 +852,11 @@ class Service:
             "backend": p.backend_name if p is not None else self.config.backend.name,
             "model": self.model.identity if self.model is not None else None,
             "streams": {sid: s.summary(now) for sid, s in self.streams.items()},
+            "totals": {
+                "packets": self._packets_total,
+                "events": self._events_total,
+                "dropped": sum(sum(s.dropped.values()) for s in self.streams.values()),
+            },
             "latency_ms": self.e2e.percentiles(),
             "inference_ms": self.inference.percentiles(),
             "mode": self.config.input.mode,
