@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "| figure | value |",
         "|---|---|",
         f"| emulator, output spikes only (wall / CPU) | {fig['emu_ms']:.1f} ms / {fig['emu_cpu_ms']:.1f} ms per chunk |",
-        f"| emulator, record=("spikes",) (hidden spikes kept, fresh buffers) | {fig['emu_rec_ms']:.1f} ms per chunk |",
+        f"| emulator, record=('spikes',) (hidden spikes kept, fresh buffers) | {fig['emu_rec_ms']:.1f} ms per chunk |",
         f"| ratio to real time at 1 ms ticks | **{fig['realtime_x']:.0f}x** (target >= 100x) |",
         f"| snnTorch Leaky loop, same network, tick by tick (wall / CPU) | {fig['snn_ms']:.0f} ms / {fig['snn_cpu_ms']:.0f} ms per chunk |",
         f"| emulator speed-up over snnTorch | **{fig['snn_ratio']:.0f}x** (target >= 40x) |",
