@@ -682,6 +682,7 @@ class Service:
             seg = None
         if seg is None:
             seg = state.segment = pipeline.new_segment(sensor, packet.segment)
+            state.closed_unanswered = None
         if first_t is not None and first_t < seg.t_floor_us:
             # out-of-order time: the packet is dropped and the stream's window starts over
             self._reject(state.stream, "time_backwards", f"t={first_t} µs < {seg.t_floor_us} µs", time.monotonic())
@@ -779,6 +780,12 @@ class Service:
         if seg is None:
             if eos is None:
                 return
+            closed = state.closed_unanswered
+            state.closed_unanswered = None
+            if closed is not None and (eos.segment is None or eos.segment == closed[0]):
+                # the segment was already closed (silence, gap, shutdown): its eos repeats that answer
+                self._publish_gesture(state, closed[0], eos.seq, pipeline, closed[1])
+                return
             # an eos with nothing before it still gets its answer: no evidence (class -1)
             final = DecisionPolicy(pipeline.decision).final()
             self._publish_gesture(state, eos.segment, eos.seq, pipeline, final)
@@ -790,7 +797,9 @@ class Service:
             self._run_chunk(state, seg, pipeline, start, stop, window, received_ns)
         seq = eos.seq if eos is not None else seg.last_seq
         segment_id = seg.segment_id if seg.segment_id is not None else (eos.segment if eos is not None else None)
-        self._publish_gesture(state, segment_id, seq, pipeline, seg.policy.final())
+        final = seg.policy.final()
+        self._publish_gesture(state, segment_id, seq, pipeline, final)
+        state.closed_unanswered = None if reason == "eos" else (segment_id, final)
         if reason != "eos":
             self.log.info("segment closed", stream=state.stream, reason=reason)
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .chunking import StreamChunker
-from .decision import DecisionPolicy
+from .decision import Decision, DecisionPolicy
 from .preprocess import StreamPreprocessor
 from .wire import EosPacket, EventPacket
 
@@ -65,6 +65,8 @@ class StreamState:
     last_seq: int | None = None
     queue: deque[Queued] = field(default_factory=deque)
     segment: Segment | None = None
+    #: (segment id, final decision) of a segment closed without its eos (silence, gap): its late eos repeats it
+    closed_unanswered: tuple[str | None, Decision] | None = None
 
     def note_seq(self, seq: int) -> None:
         """Count packets lost upstream (a jump in ``seq``); a restart from a lower seq counts as one gap."""

@@ -118,6 +118,9 @@ def test_silent_streams_are_flushed_then_evicted(tmp_path: Path) -> None:
         d.send_all(d.sender(), recording_frames("quiet", random_events(20_000, seed=8, duration_us=300_000), 128, 128, eos=False))
         _, final = d.recv(lambda t, b: t == "s2g/v1/gesture/quiet/" and b["final"])
         assert final["n_chunks"] > 0
+        d.sender().send_multipart(wire.encode_eos("quiet", 999))  # a late eos repeats the answer
+        _, again = d.recv(lambda t, b: t == "s2g/v1/gesture/quiet/" and b["final"])
+        assert (again["class_id"], again["seq"], again["n_chunks"]) == (final["class_id"], 999, final["n_chunks"])
         d.wait_status(lambda b: "quiet" in b["streams"])
         d.wait_status(lambda b: "quiet" not in b["streams"])
         assert d.stop() == 0
