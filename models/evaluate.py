@@ -381,7 +381,10 @@ def plot_accuracies(report: dict[str, Any], path: Path) -> None:
             xerr=[100 * r["window_acc"]["std"] for r in rows], label="random 600-tick window (mean ± std, seeds)")  # fmt: skip
     ax.barh(y, [100 * r["first_window_acc"] for r in rows], 0.25, label="first 600 ticks")
     ax.barh(
-        y + 0.25, [100 * r["full_recording_acc"] for r in rows], 0.25, label="full recording (daemon chunks)"
+        y + 0.25,
+        [100 * (r["full_recording_acc"] or 0.0) for r in rows],
+        0.25,
+        label="full recording (daemon chunks)",
     )
     ax.set_yticks(y)
     ax.set_yticklabels([r["name"] for r in rows], fontsize=7)

@@ -9,8 +9,8 @@ shipped artifacts to ``--dest`` (default ``models/pretrained``):
    sessions each, recordings of ``DURATION_S`` s;
 2. float P-SNN in snnTorch semantics (``EPOCHS`` epochs of random ``WINDOW``-tick windows);
 3. the same network fine-tuned in chip semantics (``CHIP_EPOCHS`` epochs from the float weights);
-4. PTQ (p = 100, 99.9, 99) and QAT (Brevitas, ``QAT_EPOCHS``) of the float model; PTQ and QAT of the
-   chip-semantics model;
+4. PTQ (p = 100, 99.9, 99) and QAT (Brevitas, ``QAT_EPOCHS``) of the float model; QAT of the
+   chip-semantics model (in chip semantics);
 5. evaluation of all of them side by side (emulator with the daemon's chunking), report + figures;
 6. the shipped model ``psnn_int8.nir``: the chip-semantics QAT model, chosen by design before any test
    result (it is the one trained for the arithmetic it runs in), with the evaluation in its card and in
@@ -32,12 +32,12 @@ TEST_USERS = 4
 REPEATS = 2
 DURATION_S = 3.0
 DATA_SEED = 2026
-EPOCHS = 12
-CHIP_EPOCHS = 3
+EPOCHS = 30
+CHIP_EPOCHS = 4
 QAT_EPOCHS = 2
 WINDOW = 300
 BATCH = 16
-LR = 3e-3
+LR = 5e-3  # measured on a 220-recording synthetic set: 1e-2 kills the network, 3e-3 learns slower
 SEED = 0
 SHIPPED = "qat-chip"
 
@@ -114,7 +114,6 @@ def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None
         "ptq99.9": (float_model, float_blob, "ptq", 99.9),
         "ptq99": (float_model, float_blob, "ptq", 99.0),
         "qat": (float_model, float_blob, "qat", None),
-        "ptq100-chip": (chip_model, chip_blob, "ptq", 100.0),
         "qat-chip": (chip_model, chip_blob, "qat", None),
     }
     for name, (fm, blob, method, p) in jobs.items():
@@ -142,7 +141,8 @@ def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None
     report_dir = work / "report"
     if _step("evaluate", (report_dir / "report.json").is_file()):
         t0 = time.perf_counter()
-        report = evaluate(float_model, variants, test, seeds=(0, 1, 2), window=600)
+        report = evaluate(float_model, variants, test, seeds=(0, 1, 2), window=600,
+                          ablate_variants=("ptq100", "qat-chip"))  # fmt: skip
         report["float_chip_finetuned"] = _chip_float_rows(chip_model, test)
         report["float_training"] = json.loads((float_dir / "metrics.json").read_text())
         report["chip_training"] = json.loads((chip_dir / "metrics.json").read_text())

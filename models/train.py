@@ -190,10 +190,12 @@ def train_model(
     progress: bool = True,
     params: list[Any] | None = None,
     stop_after: int | None = None,
+    verbose: bool = True,
 ) -> dict[str, Any]:
     """Train ``model`` in place; checkpoint every epoch into ``out_dir``; return the history.
 
     ``stop_after`` ends the call after that many epochs (of ``cfg.epochs``) have run; ``resume`` continues.
+    ``progress`` shows a bar per epoch; ``verbose`` prints one line per epoch.
     """
     import torch
     from tqdm import tqdm
@@ -248,7 +250,7 @@ def train_model(
         history["train_acc"].append(correct / max(1, n))
         history["val_acc"].append(val_acc)
         history["epoch_s"].append(time.perf_counter() - t0)
-        if progress:
+        if verbose:
             print(
                 f"epoch {epoch + 1}/{cfg.epochs}: loss {history['loss'][-1]:.4f} "
                 f"train {history['train_acc'][-1]:.3f} val {val_acc:.3f} ({history['epoch_s'][-1]:.1f} s)",
@@ -339,6 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--channels", type=int, nargs=3, default=(16, 16, 8), help="conv widths")
     p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--slope", type=float, default=25.0, help="fast-sigmoid surrogate slope")
+    p.add_argument(
+        "--rates",
+        type=float,
+        nargs=2,
+        default=(d.rate_correct, d.rate_incorrect),
+        help="mse_count target rates: correct, incorrect (spikes/tick)",
+    )
     p.add_argument("--init", help="start from this model.pt (fine-tuning, e.g. into chip semantics)")
     p.add_argument("--limit", type=int, help="use only the first N recordings of each split")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -361,6 +371,8 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         eval_window=args.eval_window,
         logit_scale=args.logit_scale,
         loss=args.loss,
+        rate_correct=args.rates[0],
+        rate_incorrect=args.rates[1],
         init_rate=args.init_rate,
         semantics=args.semantics,
         seed=args.seed,
@@ -375,7 +387,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     if args.init:
         model, _ = load_model_file(args.init)
     else:
-        model = PSNN(PSNNConfig(channels=tuple(args.channels), hidden=args.hidden))
+        model = PSNN(PSNNConfig(channels=tuple(args.channels), hidden=args.hidden, slope=args.slope))
         init_from_data_(model, train, cfg)
     out = Path(args.out)
     t0 = time.perf_counter()

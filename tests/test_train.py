@@ -112,7 +112,9 @@ def test_tiny_training_learns_and_writes_checkpoints(tmp_path) -> None:
         cfg = _cfg(epochs=3, lr=1e-2, semantics=sem)
         rates = init_from_data_(model, _toy_set(1), cfg, n=8)
         assert all(0.03 <= r <= 0.07 for r in rates), rates
-        history = train_model(model, _toy_set(1), _toy_set(2, n=8), cfg, tmp_path / sem, progress=False)
+        history = train_model(
+            model, _toy_set(1), _toy_set(2, n=8), cfg, tmp_path / sem, progress=False, verbose=False
+        )
         assert history["val_acc"][-1] >= 0.85, history
         assert (tmp_path / sem / "checkpoint.pt").is_file()
         assert window_accuracy(model, _toy_set(2, n=8), 40, sem) == history["val_acc"][-1]
@@ -126,7 +128,15 @@ def test_training_is_deterministic_and_resume_continues_identically(tmp_path) ->
         model = PSNN(TINY)
         cfg = _cfg(epochs=2, window=20)
         train_model(
-            model, _toy_set(1, n=8), None, cfg, tmp_path / out, resume=resume, progress=False, stop_after=stop
+            model,
+            _toy_set(1, n=8),
+            None,
+            cfg,
+            tmp_path / out,
+            resume=resume,
+            progress=False,
+            verbose=False,
+            stop_after=stop,
         )
         return model
 
