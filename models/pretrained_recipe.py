@@ -212,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--dest", default=str(Path(__file__).parent / "pretrained"), help="where the shipped files go"
     )
-    p.add_argument("--docs", default=None, help="also copy the figures and the report here (e.g. docs/)")
+    repo_docs = Path(__file__).resolve().parents[1] / "docs"
+    p.add_argument("--docs", default=str(repo_docs) if repo_docs.is_dir() else None,
+                   help="also copy the figures and the generated report here (default: the repository's docs/)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (minutes; not the shipped model)")
     args = p.parse_args(argv)
     run(Path(args.work), Path(args.dest), quick=args.quick, docs=Path(args.docs) if args.docs else None)
