@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from .decision import DecisionParams
 from .errors import ConfigError
 
 SCHEMA_VERSION = 1
@@ -140,14 +141,22 @@ class ChunkingConfig(_Section):
         return value
 
 
-class DecisionConfig(_Section):
-    """The decision policy (s2gesture.daemon.decision.DecisionParams)."""
+_POLICY = DecisionParams()
 
-    smoothing: float = Field(default=0.5, ge=0, lt=1)
-    onset_confidence: float = Field(default=0.3, gt=0, le=1)
-    min_chunks: int = Field(default=2, ge=1)
-    min_spikes: int = Field(default=1, ge=1)
-    final_mode: Literal["sum", "mean_share", "vote"] = "sum"
+
+class DecisionConfig(_Section):
+    """The decision policy; defaults are DecisionParams' own, so offline code that builds a default
+    DecisionPolicy() decides exactly as a default-configured daemon."""
+
+    smoothing: float = Field(default=_POLICY.smoothing, ge=0, lt=1)
+    onset_confidence: float = Field(default=_POLICY.onset_confidence, gt=0, le=1)
+    min_chunks: int = Field(default=_POLICY.min_chunks, ge=1)
+    min_spikes: int = Field(default=_POLICY.min_spikes, ge=1)
+    final_mode: Literal["sum", "mean_share", "vote"] = _POLICY.final_mode  # type: ignore[assignment]
+
+    def params(self) -> DecisionParams:
+        """These settings as the policy's parameters."""
+        return DecisionParams(**self.model_dump())
 
 
 class StreamsConfig(_Section):

@@ -115,14 +115,13 @@ class Pipeline:
             backend.close()
             msg = f"model {model.card.name}: " + "; ".join(problems)
             raise ConfigError(msg)
-        d = config.decision
         return cls(
             config=config,
             model=model,
             backend=backend,
             backend_name=name,
             plan=plan,
-            decision=DecisionParams(d.smoothing, d.onset_confidence, d.min_chunks, d.min_spikes, d.final_mode),
+            decision=config.decision.params(),
             labels=tuple(model.card.classes),
             model_identity=model.identity,
             limits=WireLimits(

@@ -149,3 +149,10 @@ def test_missing_model_at_start_exits_78(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 78 and "gone.nir does not exist" in out.stdout
+
+
+def test_default_decision_config_is_the_default_policy() -> None:
+    """A default-configured daemon decides like a default DecisionPolicy() (what offline evaluation builds)."""
+    from s2gesture.daemon.decision import DecisionParams
+
+    assert load_config(None, environ={}).decision.params() == DecisionParams()

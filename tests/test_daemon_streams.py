@@ -15,7 +15,7 @@ from s2gesture.daemon.backends import get_backend, options_from_card
 from s2gesture.daemon.card import read_model
 from s2gesture.daemon.chunking import ChunkPlan, fit_plan
 from s2gesture.daemon.config import load_config
-from s2gesture.daemon.decision import DecisionParams, DecisionPolicy, classify_recording
+from s2gesture.daemon.decision import DecisionPolicy, classify_recording
 from s2gesture.daemon.preprocess import PreprocessSpec, preprocess_recording
 from s2gesture.daemon.testing import write_tiny_model
 
@@ -53,8 +53,7 @@ def _offline(model_path: Path, events: np.ndarray, t_stop_us: int) -> tuple[int,
     spikes = preprocess_recording(events, spec, t_stop_us=t_stop_us)
     c = cfg.chunking
     plan = fit_plan(ChunkPlan(c.window_ticks, c.stride_ticks, c.min_activity), backend)
-    d = cfg.decision
-    policy = DecisionPolicy(DecisionParams(d.smoothing, d.onset_confidence, d.min_chunks, d.min_spikes, d.final_mode))
+    policy = DecisionPolicy(cfg.decision.params())
     return classify_recording(spikes, backend, plan, policy, t0_us=int(events["t"][0]), dt_us=spec.dt_us)
 
 
