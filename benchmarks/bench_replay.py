@@ -115,11 +115,12 @@ def exposure(unit: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
-def demo_wall_s(count: int) -> tuple[float, int, str]:
+def demo_wall_s(count: int, model: str | None) -> tuple[float, int, str]:
     """Wall time of `s2gesture demo --count N` as a subprocess; its exit code and last lines."""
     started = time.perf_counter()
+    extra = ["--model", model] if model else []
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "s2gesture"), "demo", "--count", str(count)], capture_output=True, text=True
+        [str(Path(sys.executable).parent / "s2gesture"), "demo", "--count", str(count), *extra], capture_output=True, text=True
     )
     return time.perf_counter() - started, proc.returncode, "\n".join(proc.stdout.splitlines()[-4:])
 
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--demo-count", type=int, default=11)
     parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--model", help="serve this .nir (default: the bundled pretrained model, as the demo does)")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="s2g-bench-"))
     log = io.StringIO()
     try:
-        with demo.running_daemon(workdir, None, log) as daemon:
+        with demo.running_daemon(workdir, args.model, log) as daemon:
             status = demo.wait_until_serving(daemon, 120)
             model = status.get("model") or {}
             model_name = model.get("name", "?") if isinstance(model, dict) else str(model)
@@ -161,11 +163,12 @@ def main(argv: list[str] | None = None) -> int:
             assert result is not None
             live_pred = np.array([s.predicted for s in result.segments])
             served = re.search(r'path = "([^"]+)"', (workdir / "s2gestured.toml").read_text())
-            note = (
-                "the bundled pretrained model"
-                if "bundled model" in daemon.model_note and "missing" not in daemon.model_note
-                else "a tiny random-weight test model: the bundled pretrained model was missing"
-            )
+            if args.model:
+                note = f"given with --model: {args.model}"
+            elif "missing" in daemon.model_note:
+                note = "a tiny random-weight test model: the bundled pretrained model was missing"
+            else:
+                note = "the bundled pretrained model"
             lat = result.report()["pred_latency_ms"]
         # after the daemon stopped (two cores: it would slow the offline run down), before the cleanup
         offline_pred = offline_predictions(Path(served.group(1)), recordings) if served else None
@@ -181,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"systemd exposure: {exposures}")
     demo_line = "not measured (--skip-demo)"
     if not args.skip_demo:
-        wall, code, tail = demo_wall_s(args.demo_count)
+        wall, code, tail = demo_wall_s(args.demo_count, args.model)
         print(f"s2gesture demo --count {args.demo_count}: {wall:.1f} s, exit {code}\n{tail}")
         demo_line = f"{wall:.1f} s for `s2gesture demo` (default options: {args.demo_count} synthetic 6 s recordings), exit code {code}"
 
