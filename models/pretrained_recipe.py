@@ -209,15 +209,18 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m s2gesture.models.pretrained_recipe", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--work", default="build/pretrained", help="work folder (data, checkpoints, report)")
-    p.add_argument(
-        "--dest", default=str(Path(__file__).parent / "pretrained"), help="where the shipped files go"
-    )
+    p.add_argument("--dest", default=None, help="where the shipped files go (default: models/pretrained; "
+                   "with --quick: WORK/pretrained, so a smoke run never replaces the shipped model)")  # fmt: skip
     repo_docs = Path(__file__).resolve().parents[1] / "docs"
     p.add_argument("--docs", default=str(repo_docs) if repo_docs.is_dir() else None,
                    help="also copy the figures and the generated report here (default: the repository's docs/)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (minutes; not the shipped model)")
     args = p.parse_args(argv)
-    run(Path(args.work), Path(args.dest), quick=args.quick, docs=Path(args.docs) if args.docs else None)
+    work = Path(args.work)
+    shipped_dir = Path(__file__).parent / "pretrained"
+    dest = Path(args.dest) if args.dest else (work / "pretrained" if args.quick else shipped_dir)
+    docs = Path(args.docs) if args.docs and not args.quick else None
+    run(work, dest, quick=args.quick, docs=docs)
     return 0
 
 

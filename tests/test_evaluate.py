@@ -78,3 +78,49 @@ def test_confusion_ignores_no_evidence() -> None:
     """A prediction of -1 (no output spikes at all) counts as wrong, not as a class."""
     m = confusion(np.array([0, 1, 1]), np.array([0, -1, 2]), n=3)
     assert m.tolist() == [[1, 0, 0], [0, 0, 1], [0, 0, 0]]
+
+
+def _write_tiny_dataset(root, seed: int) -> None:
+    """A few random-event recordings of 3 labels per split in tonic's layout."""
+    from s2gesture.daemon.events import make_events
+    from s2gesture.models.datasets.tonic_layout import write_sample
+
+    rng = np.random.default_rng(seed)
+    for split, users in (("train", (1, 2)), ("test", (3,))):
+        for user in users:
+            for label in range(3):
+                n = 12_000
+                x0 = 10 + 36 * label  # each label lights its own column band
+                ev = make_events(
+                    rng.integers(x0, x0 + 30, n), rng.integers(10, 118, n), rng.random(n) < 0.5,
+                    np.sort(rng.integers(0, 400_000, n)),
+                )  # fmt: skip
+                write_sample(root, split, user, "led", label, ev)
+
+
+def test_the_four_commands_run_end_to_end_on_a_dataset(tmp_path) -> None:
+    """train -> quantize (PTQ and QAT) -> export -> evaluate through their CLIs on a tiny tonic-layout dataset."""
+    from s2gesture.daemon.card import read_model
+    from s2gesture.models import evaluate as evaluate_mod
+    from s2gesture.models import export, quantize, train
+
+    data, run = tmp_path / "data", tmp_path / "run"
+    _write_tiny_dataset(data, 0)
+    small = ["--channels", "4", "4", "4", "--hidden", "16", "--threads", "1", "--no-progress"]
+    assert train.cli(["--data", str(data), "--out", str(run), "--epochs", "1", "--window", "60", "--eval-window", "60", *small]) == 0  # fmt: skip
+    assert (run / "model.pt").is_file() and (run / "curve.png").is_file()
+    assert (
+        quantize.cli(["--model", str(run / "model.pt"), "--method", "ptq", "--out", str(run / "ptq.pt")]) == 0
+    )
+    qat_args = ["--model", str(run / "model.pt"), "--method", "qat", "--data", str(data), "--epochs", "1",
+                "--window", "40", "--no-progress", "--out", str(run / "qat.pt")]  # fmt: skip
+    assert quantize.cli(qat_args) == 0
+    assert export.cli(["--model", str(run / "qat.pt"), "--out", str(run / "qat.nir")]) == 0
+    card = read_model(run / "qat.nir").card
+    assert card.quantization["scheme"] == "qat" and card.training["config"]["epochs"] == 1
+    args = ["--data", str(data), "--float", str(run / "model.pt"), "--quantized", f"ptq={run / 'ptq.pt'}",
+            str(run / "qat.nir"), "--out", str(run / "report"), "--window", "100"]  # fmt: skip
+    assert evaluate_mod.cli(args) == 0
+    report = json.loads((run / "report" / "report.json").read_text())
+    assert report["n_test"] == 3
+    assert {r["model"] for r in report["rows"]} == {"float", "ptq", "qat"}
