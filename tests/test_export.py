@@ -94,3 +94,24 @@ def test_graph_without_card_is_refused_and_card_option_serves_it(tmp_path) -> No
         read_model(path, card=card_path)
     card_path.write_text(json.dumps({"name": "foreign", "classes": [str(i) for i in range(11)]}))
     assert read_model(path, card=card_path).card.name == "foreign"
+
+
+def test_shipped_pretrained_model_is_a_valid_int8_p_snn() -> None:
+    """models/pretrained/psnn_int8.nir reads with its card, holds int8 weights and fits the chip for 600 ticks."""
+    from pathlib import Path
+
+    import s2gesture.models
+
+    path = Path(s2gesture.models.__file__).parent / "pretrained" / "psnn_int8.nir"
+    model = read_model(path)
+    card = model.card
+    assert card.conversion.scale_weights is False and card.conversion.reset == "SUBTRACT"
+    assert card.semantics["trained_for"] == "chip" and card.quantization["bits"] == 8
+    assert card.metrics["test_recordings"] > 0 and "recipe" in card.training
+    for name in ("conv1", "conv2", "conv3", "fc1", "fc2"):
+        w = np.asarray(model.graph.nodes[name].weight)
+        assert np.array_equal(w, np.rint(w)) and np.abs(w).max() <= 127
+    backend = get_backend("emulator", **options_from_card(card))
+    report = backend.load(model.graph)
+    assert report.fits and backend.max_ticks >= 600
+    backend.close()
