@@ -52,7 +52,7 @@ class RobotConfig:
     commands: Mapping[str, Mapping[str, Any]]
     output: str = bus.DEFAULT_OUTPUT
     streams: tuple[str, ...] = ()
-    min_confidence: float = 0.5
+    min_confidence: float = 0.4
     debounce_s: float = 1.0
     use_final: bool = False
     heartbeat_timeout_s: float = 3.0
