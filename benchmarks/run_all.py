@@ -18,7 +18,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
-ORDER = ["preprocess", "synth", "emulator", "training", "daemon", "clients"]
+#: scripts run in this order; result sections appear in SECTIONS order (a script may write several)
+ORDER = ["preprocess", "synth", "emulator", "training", "daemon", "replay"]
+SECTIONS = ["preprocess", "synth", "emulator", "training", "daemon", "decision", "clients"]
 
 
 def scripts() -> list[Path]:
@@ -30,7 +32,7 @@ def scripts() -> list[Path]:
 
 def assemble() -> Path:
     """Write BENCHMARKS.md from the per-part sections."""
-    sections = [RESULTS / f"{p.stem.removeprefix('bench_')}.md" for p in scripts()]
+    sections = [RESULTS / f"{name}.md" for name in SECTIONS]
     sections += sorted(set(RESULTS.glob("*.md")) - set(sections))
     header = [
         "# Benchmarks",
