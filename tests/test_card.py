@@ -34,7 +34,7 @@ def test_hash_changes_with_weights() -> None:
 def test_graph_without_card_is_refused_with_the_fix(tmp_path: Path) -> None:
     """A NIR file made by another tool is refused unless a card is supplied, and the error says how."""
     nir.write(tmp_path / "bare.nir", tiny_gesture_graph(0))
-    with pytest.raises(ModelCardError, match="no model card.*--card"):
+    with pytest.raises(ModelCardError, match=r"no model card.*--card"):
         read_model(tmp_path / "bare.nir")
     (tmp_path / "card.json").write_text(json.dumps({"name": "other-tool", "classes": ["a"] * 11}))
     assert read_model(tmp_path / "bare.nir", card=tmp_path / "card.json").card.name == "other-tool"
@@ -51,7 +51,7 @@ def test_card_errors_name_every_problem() -> None:
 
 def test_missing_model_file_names_the_path(tmp_path: Path) -> None:
     """A missing model file is an error naming the path."""
-    with pytest.raises(ModelCardError, match="nope.nir does not exist"):
+    with pytest.raises(ModelCardError, match=r"nope\.nir does not exist"):
         read_model(tmp_path / "nope.nir")
 
 

@@ -277,9 +277,9 @@ def merge_lists(lists: list[tuple[np.ndarray, np.ndarray]], offsets: tuple[int, 
     if len(lists) == 1 and offsets[0] == 0:
         return lists[0]
     T = lists[0][1].size - 1
-    ticks = [np.repeat(np.arange(T), np.diff(ptr)) for _, ptr in lists]
+    tick_of_spike = [np.repeat(np.arange(T), np.diff(ptr)) for _, ptr in lists]
     idx = np.concatenate([i.astype(np.int64) + off for (i, _), off in zip(lists, offsets, strict=True)])
-    order = np.argsort(np.concatenate(ticks), kind="stable")
+    order = np.argsort(np.concatenate(tick_of_spike), kind="stable")
     ptr = np.zeros(T + 1, dtype=np.int64)
     for _, p in lists:
         ptr += p
