@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         "## s2gestured (daemon)",
         "",
         f"Measured by `benchmarks/bench_daemon.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {lines[0]}.",
-        "Synthetic gesture-like events from a 128x128 sensor; default config (window 300 ticks, stride 100, emulator).",
+        "Synthetic gesture-like events from a 128x128 sensor; default config (window 200 ticks, stride 100, emulator).",
         "",
         "| figure | value | target | met |",
         "|---|---|---|---|",

@@ -126,7 +126,8 @@ class BackendConfig(_Section):
 class ChunkingConfig(_Section):
     """How ticks are cut into backend runs (the window shrinks to the backend's max_ticks)."""
 
-    window_ticks: int = Field(default=300, ge=1)
+    # 200:100 measured as accurate as 300:100 and 400:200 (benchmarks/results/decision.md) at 2/3 of the run time
+    window_ticks: int = Field(default=200, ge=1)
     stride_ticks: int = Field(default=100, ge=1)
     #: input spikes a window needs to be run at all (activity gate)
     min_activity: int = Field(default=20, ge=0)

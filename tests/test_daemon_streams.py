@@ -69,7 +69,8 @@ def test_one_stream_matches_offline_classification(daemon: DaemonProcess, model_
     assert len(preds) == len(active) > 3
     np.testing.assert_array_equal(np.array([p["scores"] for p in preds]), active)
     assert all(p["segment"] == "rec-1" and p["backend"] == "emulator" and p["latency_ms"] >= 0 for p in preds)
-    assert all(p["t_end"] - p["t_start"] == 300_000 for p in preds[:-1])
+    window_us = load_config(None, environ={}).chunking.window_ticks * 1000
+    assert all(p["t_end"] - p["t_start"] == window_us for p in preds[:-1])
 
 
 def test_final_decision_is_published_with_identity(daemon: DaemonProcess, model_path: Path) -> None:
