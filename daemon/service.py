@@ -601,8 +601,9 @@ class Service:
                 self._bound_live_queue(state, intake.queue_packets, intake.max_lag_us)
                 while self._queued_events > intake.max_queued_events:
                     # over the global bound: the longest queue loses its oldest packet
-                    longest = max(self.streams.values(), key=lambda s: len(s.queue))
-                    self._dequeue(longest)
+                    longest = max(self.streams.values(), key=lambda s: sum(isinstance(q.packet, EventPacket) for q in s.queue))
+                    if not self._drop_oldest_events(longest):
+                        break
                     longest.drop("queue_full")
 
     def _enqueue(self, state: StreamState, item: Queued) -> None:
@@ -617,23 +618,35 @@ class Service:
         return item
 
     def _bound_live_queue(self, state: StreamState, bound: int, max_lag_us: int) -> None:
-        """Live mode: drop the OLDEST queued data past the queue bound or the maximum lag, counted."""
+        """Live mode: drop the OLDEST queued event data past the queue bound or the maximum lag, counted.
+
+        An eos is never dropped: it carries no events, and losing it would cost the segment its final
+        decision (it would only come, later, from the silence flush).
+        """
         queue = state.queue
-        while len(queue) > bound:
-            self._dequeue(state)
+        while len(queue) > bound and self._drop_oldest_events(state):
             state.drop("queue_full")
         newest = queue[-1].packet
         if not isinstance(newest, EventPacket) or not len(newest.events):
             return
         t_newest = int(newest.events["t"][-1])
         while len(queue) > 1:
-            oldest = queue[0].packet
-            if not isinstance(oldest, EventPacket) or not len(oldest.events):
+            oldest = next((item.packet for item in queue if isinstance(item.packet, EventPacket)), None)
+            if oldest is None or oldest is newest or not len(oldest.events):
                 break
             if t_newest - int(oldest.events["t"][0]) <= max_lag_us:
                 break
-            self._dequeue(state)
+            self._drop_oldest_events(state)
             state.drop("lag")
+
+    def _drop_oldest_events(self, state: StreamState) -> bool:
+        """Remove the oldest queued event packet of ``state`` (eos packets stay); False when there is none."""
+        for i, item in enumerate(state.queue):
+            if isinstance(item.packet, EventPacket):
+                del state.queue[i]
+                self._queued_events -= len(item.packet.events)
+                return True
+        return False
 
     def _reject(self, stream_id: str, reason: str, message: str, now_s: float) -> None:
         state = self._stream(stream_id, now_s) or self._stream(UNKNOWN_STREAM, now_s)

@@ -83,6 +83,31 @@ def test_live_mode_drops_the_oldest_when_behind_and_counts_it(tmp_path: Path) ->
         assert d.stop() == 0
 
 
+def test_live_mode_never_drops_an_eos_when_cutting_a_backlog(tmp_path: Path) -> None:
+    """An eos queued between two bursts survives the oldest-first cut, so its segment still gets a final decision."""
+    write_tiny_model(tmp_path / "m.nir")
+    args = ["--set", "input.max_lag_ms=20", "--set", "input.queue_packets=8"]
+    with start_daemon(tmp_path, tmp_path / "m.nir", mode="live", transport="ipc", args=args) as d:
+        sender = d.sender()
+        first = random_events(40_000, seed=5, duration_us=400_000)
+        second = random_events(40_000, seed=6, duration_us=400_000)
+        second["t"] += int(first["t"][-1]) + 1_000
+        frames = list(recording_frames("two", first, 128, 128, packet_us=4_000, segment="a"))
+        eos_seq = len(frames) - 1
+        frames += list(recording_frames("two", second, 128, 128, packet_us=4_000, segment="b", seq0=len(frames), eos=False))
+        d.proc.send_signal(signal.SIGSTOP)  # both bursts and the eos between them wait in the socket
+        try:
+            d.send_all(sender, frames)
+        finally:
+            d.proc.send_signal(signal.SIGCONT)
+        final = d.recv(lambda topic, body: topic.startswith("s2g/v1/gesture/two/") and body.get("final") is True)[1]
+        # answered by its eos (seq of the eos), not by segment "b" opening (which would carry a packet's seq)
+        assert (final["segment"], final["seq"]) == ("a", eos_seq)
+        status = d.wait_status(lambda b: (s := b["streams"].get("two")) is not None and s["queue"] == 0)
+        assert sum(status["streams"]["two"]["dropped"].values()) > 0  # the backlog really was cut
+        assert d.stop() == 0
+
+
 def test_failing_backend_degrades_and_falls_back_to_the_emulator(tmp_path: Path) -> None:
     """A backend that cannot load puts the daemon in 'degraded' with the error; the emulator fallback serves."""
     write_tiny_model(tmp_path / "m.nir")
