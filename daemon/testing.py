@@ -11,21 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .card import ConversionSpec, InputSpec, Model, ModelCard, write_model
-
-
-def _lif(shape: tuple[int, ...], beta: float, threshold: float, dt: float) -> object:
-    import nir
-
-    # snnTorch's export convention: tau = dt / (1 - beta), r = tau / dt, so with the FORWARD integrator
-    # the chip's alpha_decay equals beta and r_factor = 1.
-    tau = np.full(shape, dt / (1.0 - beta), dtype=np.float32)
-    return nir.LIF(
-        tau=tau,
-        r=(tau / dt).astype(np.float32),
-        v_leak=np.zeros(shape, dtype=np.float32),
-        v_threshold=np.full(shape, threshold, dtype=np.float32),
-        v_reset=np.zeros(shape, dtype=np.float32),
-    )
+from .nirnodes import leaky_lif
 
 
 def tiny_gesture_graph(seed: int = 0, *, channels: int = 4, n_classes: int = 11, dt: float = 1e-4) -> object:
@@ -50,11 +36,11 @@ def tiny_gesture_graph(seed: int = 0, *, channels: int = 4, n_classes: int = 11,
             groups=1,
             bias=np.zeros(channels, dtype=np.float32),
         ),
-        "lif1": _lif((channels, 15, 15), beta=0.93, threshold=300.0, dt=dt),
+        "lif1": leaky_lif((channels, 15, 15), beta=0.93, threshold=300.0, dt=dt),
         "pool1": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
         "flat": nir.Flatten(input_type={"input": np.array([channels, 7, 7])}, start_dim=0, end_dim=-1),
         "fc": nir.Affine(weight=fc_w, bias=np.zeros(n_classes, dtype=np.float32)),
-        "lif_out": _lif((n_classes,), beta=0.93, threshold=400.0, dt=dt),
+        "lif_out": leaky_lif((n_classes,), beta=0.93, threshold=400.0, dt=dt),
         "output": nir.Output(output_type={"output": np.array([n_classes])}),
     }
     edges = [

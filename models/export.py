@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from s2gesture.daemon.card import GESTURE_CLASSES, ConversionSpec, InputSpec, Model, ModelCard, write_model
+from s2gesture.daemon.nirnodes import leaky_lif
 
 if TYPE_CHECKING:
     from .network import PSNN
@@ -38,18 +39,6 @@ IDENTITY_CONVERSION = ConversionSpec(
     weight_scale_percentile=100.0,
 )
 
-
-def _lif(shape: tuple[int, ...], beta: float, threshold: float, dt: float) -> Any:
-    import nir
-
-    tau = np.full(shape, dt / (1.0 - beta), dtype=np.float32)
-    return nir.LIF(
-        tau=tau,
-        r=(tau / dt).astype(np.float32),
-        v_leak=np.zeros(shape, dtype=np.float32),
-        v_threshold=np.full(shape, threshold, dtype=np.float32),
-        v_reset=np.zeros(shape, dtype=np.float32),
-    )
 
 
 def to_nir_graph(model: PSNN, *, dt: float = 1e-4, check_integer: bool = True) -> Any:
@@ -88,7 +77,7 @@ def to_nir_graph(model: PSNN, *, dt: float = 1e-4, check_integer: bool = True) -
         elif stage.kind == "lif":
             thr = float(model.thresholds[lif_index].detach())
             lif_index += 1
-            node = _lif(stage.shape, cfg.beta, thr, dt)
+            node = leaky_lif(stage.shape, cfg.beta, thr, dt)
         elif stage.kind == "sumpool":
             k = stage.params["k"]
             node = nir.SumPool2d(

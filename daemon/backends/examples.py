@@ -12,18 +12,7 @@ import itertools
 
 import numpy as np
 
-
-def _lif(shape: tuple[int, ...], beta: float, threshold: float, dt: float) -> object:
-    import nir
-
-    tau = np.full(shape, dt / (1.0 - beta), dtype=np.float32)
-    return nir.LIF(
-        tau=tau,
-        r=(tau / dt).astype(np.float32),
-        v_leak=np.zeros(shape, dtype=np.float32),
-        v_threshold=np.full(shape, threshold, dtype=np.float32),
-        v_reset=np.zeros(shape, dtype=np.float32),
-    )
+from ..nirnodes import leaky_lif
 
 
 def _ints(rng: np.random.Generator, shape: tuple[int, ...], mean: float, std: float) -> np.ndarray:
@@ -43,18 +32,18 @@ def paper_gesture_graph(seed: int = 0, *, beta: float = 0.93, dt: float = 1e-4, 
     nodes = {
         "input": nir.Input(input_type={"input": np.array([2, 32, 32])}),
         "conv1": nir.Conv2d((32, 32), _ints(rng, (16, 2, 5, 5), 6, 40), 2, 1, 1, 1, np.zeros(16, np.float32)),
-        "lif1": _lif((16, 15, 15), beta, th["lif1"], dt),
+        "lif1": leaky_lif((16, 15, 15), beta, th["lif1"], dt),
         "conv2": nir.Conv2d((15, 15), _ints(rng, (16, 16, 3, 3), 4, 40), 1, 1, 1, 1, np.zeros(16, np.float32)),
-        "lif2": _lif((16, 15, 15), beta, th["lif2"], dt),
+        "lif2": leaky_lif((16, 15, 15), beta, th["lif2"], dt),
         "pool2": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
         "conv3": nir.Conv2d((7, 7), _ints(rng, (8, 16, 3, 3), 4, 40), 1, 1, 1, 1, np.zeros(8, np.float32)),
-        "lif3": _lif((8, 7, 7), beta, th["lif3"], dt),
+        "lif3": leaky_lif((8, 7, 7), beta, th["lif3"], dt),
         "pool3": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
         "flat": nir.Flatten(input_type={"input": np.array([8, 3, 3])}, start_dim=0, end_dim=-1),
         "fc1": nir.Linear(_ints(rng, (256, 72), 6, 40)),
-        "lif4": _lif((256,), beta, th["lif4"], dt),
+        "lif4": leaky_lif((256,), beta, th["lif4"], dt),
         "fc2": nir.Linear(_ints(rng, (n_classes, 256), 4, 40)),
-        "lif5": _lif((n_classes,), beta, th["lif5"], dt),
+        "lif5": leaky_lif((n_classes,), beta, th["lif5"], dt),
         "output": nir.Output(output_type={"output": np.array([n_classes])}),
     }
     chain = ["input", "conv1", "lif1", "conv2", "lif2", "pool2", "conv3", "lif3", "pool3", "flat", "fc1", "lif4", "fc2", "lif5", "output"]
