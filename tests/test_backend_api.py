@@ -197,3 +197,11 @@ def test_reused_buffers_do_not_leak_between_runs() -> None:
     for a, b in zip(fresh, kept, strict=True):
         assert np.array_equal(a, b)
     assert not np.array_equal(kept[0], kept[1])  # different inputs, different outputs: nothing stuck
+
+
+@pytest.mark.parametrize("name", ["emulator", "reference"])
+def test_max_ticks_counts_input_ticks_only_on_every_backend(name: str) -> None:
+    """Every chip backend reports max_ticks as the longest input chunk: the chip's run limit minus the drain."""
+    backend = get_backend(name)
+    report = backend.load(tiny_gesture_graph(0))
+    assert backend.max_ticks == report.max_ticks - backend.latency_ticks

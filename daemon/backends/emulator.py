@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError
-from .memory import MemoryModel
-from .translate import ChipNetwork, Population, Projection, translate
+from .base import TranslatedBackend
+from .translate import ChipNetwork, Population, Projection
 
 log = logging.getLogger(__name__)
 
@@ -419,7 +419,7 @@ def to_nir_order(plan: PlannedPopulation, x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.reshape(x.shape[0], h, w, c).transpose(0, 3, 1, 2)).reshape(x.shape[0], -1)
 
 
-class EmulatorBackend:
+class EmulatorBackend(TranslatedBackend):
     """Bit-faithful software SpiNNaker2 (the daemon's default backend)."""
 
     name = "emulator"
@@ -430,8 +430,7 @@ class EmulatorBackend:
         self.options, own = split_options(options, {"check_memory": True}, self.name)
         #: refuse chunks that overflow a PE's SRAM, as the chip would (False: emulate anyway, e.g. to record v everywhere)
         self.check_memory = bool(own["check_memory"])
-        self.net: ChipNetwork | None = None
-        self.memory: MemoryModel | None = None
+        super().__init__()
         self.plans: dict[str, PlannedPopulation] = {}
         #: synaptic events of the last run (sum over projections of targets hit per source spike)
         self.last_events = 0
@@ -439,40 +438,10 @@ class EmulatorBackend:
 
     def load(self, graph: Any) -> Any:
         """Translate, map and prepare ``graph``; returns its MappingReport."""
-        self.net = translate(graph, self.options)
-        self.memory = MemoryModel(self.net)
-        self.plans = plan_network(self.net)
+        report = self._translate(graph)
+        self.plans = plan_network(self._loaded())
         self._workspace = {}
-        return self.memory.report
-
-    def _loaded(self) -> ChipNetwork:
-        if self.net is None:
-            msg = f"backend {self.name!r}: no graph loaded; call load(graph) first"
-            raise BackendError(msg)
-        return self.net
-
-    @property
-    def report(self) -> Any:
-        self._loaded()
-        return self.memory.report  # type: ignore[union-attr]
-
-    @property
-    def max_ticks(self) -> int:
-        """Longest chunk (input ticks) the chip holds at the configured input rate, drain ticks excluded."""
-        net = self._loaded()
-        return max(0, int(self.memory.report.max_ticks) - net.latency_ticks)  # type: ignore[union-attr]
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self._loaded().input_shape
-
-    @property
-    def n_outputs(self) -> int:
-        return self._loaded().n_outputs
-
-    @property
-    def latency_ticks(self) -> int:
-        return self._loaded().latency_ticks
+        return report
 
     def run(self, spikes: Any, record: tuple[str, ...] = ("spikes",)) -> Any:
         """Run one chunk ``[T, *input_shape]`` of 0/1 spikes for ``T + latency_ticks`` ticks."""
@@ -483,7 +452,7 @@ class EmulatorBackend:
         record = tuple(record)
         arr = check_chunk(net, spikes, record)
         if self.check_memory:
-            self.memory.check_chunk(arr.shape[0] + net.latency_ticks, record, arr)  # type: ignore[union-attr]
+            self._mapping().check_chunk(arr.shape[0] + net.latency_ticks, record, arr)
         if net.feedforward_order is None:
             all_spikes, voltages, ticks = run_network(net, arr, record)
             self.last_events = -1

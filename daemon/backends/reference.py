@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .memory import MemoryModel
-from .translate import ChipNetwork, Population, Projection, translate
+from .base import TranslatedBackend
+from .translate import ChipNetwork, Population, Projection
 
 F32 = np.float32
 
@@ -133,7 +133,7 @@ def run_network(net: ChipNetwork, spikes: np.ndarray, record: tuple[str, ...]) -
     return out_spikes, voltages, ticks
 
 
-class ReferenceBackend:
+class ReferenceBackend(TranslatedBackend):
     """The per-tick reference model behind the Backend interface (slow; for tests and spot checks)."""
 
     name = "reference"
@@ -144,38 +144,11 @@ class ReferenceBackend:
         self.options, own = split_options(options, {"check_memory": True}, self.name)
         #: refuse chunks that overflow a PE's SRAM, as the chip would (False: emulate anyway, e.g. to record v everywhere)
         self.check_memory = bool(own["check_memory"])
-        self.net: ChipNetwork | None = None
-        self.memory: MemoryModel | None = None
+        super().__init__()
 
     def load(self, graph: Any) -> Any:
-        self.net = translate(graph, self.options)
-        self.memory = MemoryModel(self.net)
-        return self.memory.report
-
-    def _loaded(self) -> ChipNetwork:
-        from . import BackendError
-
-        if self.net is None:
-            msg = f"backend {self.name!r}: no graph loaded; call load(graph) first"
-            raise BackendError(msg)
-        return self.net
-
-    @property
-    def max_ticks(self) -> int:
-        self._loaded()
-        return int(self.memory.report.max_ticks)  # type: ignore[union-attr]
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self._loaded().input_shape
-
-    @property
-    def n_outputs(self) -> int:
-        return self._loaded().n_outputs
-
-    @property
-    def latency_ticks(self) -> int:
-        return self._loaded().latency_ticks
+        """Translate and map ``graph``; returns its MappingReport."""
+        return self._translate(graph)
 
     def run(self, spikes: np.ndarray, record: tuple[str, ...] = ("spikes",)) -> Any:
         from . import RunResult
@@ -184,7 +157,7 @@ class ReferenceBackend:
         net = self._loaded()
         spikes = check_chunk(net, spikes, record)
         if self.check_memory:
-            self.memory.check_chunk(spikes.shape[0] + net.latency_ticks, tuple(record), spikes)  # type: ignore[union-attr]
+            self._mapping().check_chunk(spikes.shape[0] + net.latency_ticks, tuple(record), spikes)
         all_spikes, voltages, ticks = run_network(net, spikes, tuple(record))
         out = np.concatenate([all_spikes[n] for n in net.output_names], axis=1)
         return RunResult(out, all_spikes if "spikes" in record else {}, voltages, ticks)

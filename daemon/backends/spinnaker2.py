@@ -21,9 +21,9 @@ import numpy as np
 import structlog
 
 from ..errors import BackendError
+from .base import TranslatedBackend
 from .memory import MemoryModel
 from .options import ChipOptions
-from .translate import ChipNetwork, translate
 
 log = structlog.get_logger(__name__)
 
@@ -131,7 +131,7 @@ def import_sdk() -> Any:
     return hardware, snn, s2_nir
 
 
-class SpiNNaker2Backend:
+class SpiNNaker2Backend(TranslatedBackend):
     """Runs chunks on a SpiNNaker2 chip; same interface and latency convention as the emulator."""
 
     name = "spinnaker2"
@@ -149,8 +149,7 @@ class SpiNNaker2Backend:
             raise BackendError(msg)
         self.reuse_hardware = bool(own["reuse_hardware"])
         self.check_memory = bool(own["check_memory"])
-        self.net: ChipNetwork | None = None
-        self.memory: MemoryModel | None = None
+        super().__init__()
         self._sdk: Any = None
         self._s2net: Any = None
         self._inp: Any = None
@@ -164,8 +163,7 @@ class SpiNNaker2Backend:
         """Translate and map the graph (for the report), then build it with s2_nir.from_nir on the board."""
         import copy
 
-        self.net = translate(graph, self.options)
-        self.memory = MemoryModel(self.net)
+        report = self._translate(graph)
         ignored = [k for k in EMULATOR_ONLY if getattr(self.options, k) != getattr(ChipOptions(), k)]
         if ignored:
             log.warning("spinnaker2.emulator_only_options", options=ignored, note="the board's own arithmetic applies")
@@ -179,11 +177,11 @@ class SpiNNaker2Backend:
         kwargs["reset"] = s2_nir.ResetMethod[kwargs["reset"]]
         cfg = s2_nir.ConversionConfig(**kwargs)
         self._s2net, self._inp, self._outp = s2_nir.from_nir(graph, cfg)
-        plan = atoms_plan(self.memory)
+        plan = atoms_plan(self._mapping())
         for pop in self._s2net.populations:
             if pop.name in plan and hasattr(pop, "set_max_atoms_per_core"):
                 pop.set_max_atoms_per_core(plan[pop.name])
-        return self.memory.report
+        return report
 
     def _require_host(self) -> str:
         if not self.host:
@@ -193,29 +191,6 @@ class SpiNNaker2Backend:
             msg = f"SpiNNaker2 board at {self.host} does not answer within {self.timeout_s:g} s; check power, cable and IP (option 'host' / S2G_SPINNAKER2_HOST)"
             raise BackendError(msg)
         return self.host
-
-    def _loaded(self) -> ChipNetwork:
-        if self.net is None:
-            msg = f"backend {self.name!r}: no graph loaded; call load(graph) first"
-            raise BackendError(msg)
-        return self.net
-
-    @property
-    def max_ticks(self) -> int:
-        net = self._loaded()
-        return max(0, int(self.memory.report.max_ticks) - net.latency_ticks)  # type: ignore[union-attr]
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self._loaded().input_shape
-
-    @property
-    def n_outputs(self) -> int:
-        return self._loaded().n_outputs
-
-    @property
-    def latency_ticks(self) -> int:
-        return self._loaded().latency_ticks
 
     def _hardware(self) -> Any:
         hardware = self._sdk[0]
@@ -237,7 +212,7 @@ class SpiNNaker2Backend:
         arr = check_chunk(net, spikes, record)
         ticks = arr.shape[0] + net.latency_ticks
         if self.check_memory:
-            self.memory.check_chunk(ticks, record, arr)  # type: ignore[union-attr]
+            self._mapping().check_chunk(ticks, record, arr)
         if "v" in record:
             for pop in self._outp:
                 if "v" not in pop.record:
