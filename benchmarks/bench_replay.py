@@ -83,24 +83,6 @@ def through_daemon(daemon: Any, recordings: list[Any], stream: str) -> tuple[flo
     return result.replay.events / (result.replay.wall_s + last_wait_s), result
 
 
-def offline_predictions(model_path: Path, recordings: list[Any]) -> np.ndarray:
-    """The toolkit's emulated full-recording predictions (the daemon's chunking and decision, offline)."""
-    from s2gesture.daemon.backends import get_backend, options_from_card
-    from s2gesture.daemon.card import read_model
-    from s2gesture.daemon.preprocess import PreprocessSpec
-    from s2gesture.models.binned import bin_recordings
-    from s2gesture.models.evaluate import daemon_chunk_plan, full_recording_backend
-
-    model = read_model(model_path)
-    backend = get_backend("emulator", **options_from_card(model.card))
-    backend.load(model.graph)
-    try:
-        spec = PreprocessSpec.from_card(model.card.input, recordings[0].sensor_size)
-        return full_recording_backend(backend, bin_recordings(recordings, spec), daemon_chunk_plan(backend.max_ticks))
-    finally:
-        backend.close()
-
-
 def exposure(unit: str) -> float | None:
     """systemd-analyze security exposure of a unit (its binary path pointed at this venv's s2gestured)."""
     tool = shutil.which("systemd-analyze")
@@ -128,6 +110,7 @@ def demo_wall_s(count: int, model: str | None) -> tuple[float, int, str]:
 def main(argv: list[str] | None = None) -> int:
     """Measure, print and write benchmarks/results/clients.md."""
     from s2gesture.clients import demo, replay
+    from s2gesture.models.evaluate import emulated_final_classes
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recordings", type=int, default=11, help="synthetic recordings per replay run")
@@ -171,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 note = "the bundled pretrained model"
             lat = result.report()["pred_latency_ms"]
         # after the daemon stopped (two cores: it would slow the offline run down), before the cleanup
-        offline_pred = offline_predictions(Path(served.group(1)), recordings) if served else None
+        offline_pred = emulated_final_classes(Path(served.group(1)), recordings) if served else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     labels = np.array([r.label for r in recordings])

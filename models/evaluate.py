@@ -163,6 +163,27 @@ def full_recording_backend(backend: Any, data: BinnedSet, plan: Any) -> np.ndarr
     return np.asarray([classify_recording(s, backend, plan, policy)[0] for s in data.spikes])
 
 
+def emulated_final_classes(model_path: str | Path, recordings: list[Any]) -> np.ndarray:
+    """Final class per recording of a ``.nir`` model on the emulator, exactly as a default-configured daemon decides.
+
+    The offline side of every live-versus-offline comparison (``s2gesture eval`` tests and benchmarks).
+    """
+    from s2gesture.daemon.backends import get_backend, options_from_card
+    from s2gesture.daemon.card import read_model
+    from s2gesture.daemon.preprocess import PreprocessSpec
+
+    from .binned import bin_recordings
+
+    model = read_model(model_path)
+    backend = get_backend("emulator", **options_from_card(model.card))
+    backend.load(model.graph)
+    try:
+        spec = PreprocessSpec.from_card(model.card.input, recordings[0].sensor_size)
+        return full_recording_backend(backend, bin_recordings(recordings, spec), daemon_chunk_plan(backend.max_ticks))
+    finally:
+        backend.close()
+
+
 def confusion(labels: np.ndarray, preds: np.ndarray, n: int = 11) -> np.ndarray:
     """Confusion matrix ``[true, predicted]`` (a prediction of -1, no evidence, is not counted as a class)."""
     m = np.zeros((n, n), dtype=np.int64)

@@ -13,12 +13,8 @@ from daemon_helpers import DaemonProcess, start_daemon
 
 from s2gesture.clients import eval as live_eval
 from s2gesture.clients import replay
-from s2gesture.daemon.backends import get_backend, options_from_card
-from s2gesture.daemon.card import read_model
-from s2gesture.daemon.preprocess import PreprocessSpec
 from s2gesture.daemon.testing import write_tiny_model
-from s2gesture.models.binned import bin_recordings
-from s2gesture.models.evaluate import daemon_chunk_plan, full_recording_backend
+from s2gesture.models.evaluate import emulated_final_classes
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -40,18 +36,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterat
         yield d
 
 
-def _offline_predictions(model_path: Path, recordings: list) -> np.ndarray:
-    """Final class per recording as `s2gesture evaluate` computes it on the emulator (daemon chunking + decision)."""
-    model = read_model(model_path)
-    backend = get_backend("emulator", **options_from_card(model.card))
-    backend.load(model.graph)
-    try:
-        spec = PreprocessSpec.from_card(model.card.input, recordings[0].sensor_size)
-        return full_recording_backend(backend, bin_recordings(recordings, spec), daemon_chunk_plan(backend.max_ticks))
-    finally:
-        backend.close()
-
-
 def test_live_accuracy_equals_offline_accuracy(daemon: DaemonProcess, model_path: Path) -> None:
     """Every segment's final decision through the daemon equals the offline one, so the accuracies are equal."""
     recordings = replay.synthetic_recordings(N_RECORDINGS, SEED, duration_s=DURATION_S)
@@ -60,7 +44,7 @@ def test_live_accuracy_equals_offline_accuracy(daemon: DaemonProcess, model_path
     )
     assert live.n_decided == N_RECORDINGS
     live_pred = np.array([s.predicted for s in live.segments])
-    offline_pred = _offline_predictions(model_path, recordings)
+    offline_pred = emulated_final_classes(model_path, recordings)
     labels = np.array([r.label for r in recordings])
     print(f"live {live_pred.tolist()} offline {offline_pred.tolist()} labels {labels.tolist()}")
     assert live_pred.tolist() == offline_pred.tolist()
