@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ from .wire import EosPacket, EventPacket, WireLimits
 
 #: status key for packets whose stream id could not be read (never a valid stream id)
 UNKNOWN_STREAM = "*"
+#: drop-log key shared by every stream that has not sent one valid packet (rate-limits garbage under made-up ids)
+NEVER_VALID = "(never valid)"
 DEFAULT_MODEL = "pretrained/psnn_int8.nir"
 NO_CLASS_LABEL = "none"
 
@@ -291,6 +294,8 @@ class Service:
         self._stop = False
         self._reload_requested = False
         self._drop_log = RateLimiter(config.log.drop_log_interval_s)
+        #: drops counted by streams that were evicted since (their counters leave with them)
+        self._dropped_gone: Counter[str] = Counter()
         self._retry_at: float | None = None
         self._retry_delay = config.backend.retry_initial_s
         self._last_error = ""
@@ -390,7 +395,7 @@ class Service:
         if self.pipeline is not None:
             self.pipeline.close()
         self.pipeline = fallback
-        # open segments were cut for the failed backend's plan
+        # open segments were cut for the failed backend's plan; it cannot run their rest, so they are dropped
         for state in self.streams.values():
             state.segment = None
         self.log.warning("serving on the emulator fallback", failed_backend=config.backend.name)
@@ -508,15 +513,17 @@ class Service:
         ]
         if ignored:
             self.log.warning("reload does not rebind sockets; restart to apply", sections=ignored)
+            # what the sockets still run with is what status reports and the decoder enforces
+            config = config.model_copy(update={key: getattr(self.config, key) for key in ignored})
         if config.log != self.config.log:
             setup_logging(config.log.level, config.log.format)
+        # open segments were cut for the old model's input and plan: each gets its final decision from the
+        # old model, then starts afresh on the new one (counters are kept)
+        self._close_open_segments(reason="reload")
         old = self.pipeline
         self.config, self.model, self.pipeline = config, model, pipeline
         if old is not None:
             old.close()
-        # open segments were cut for the old model's input and plan: start them afresh, keep the counters
-        for state in self.streams.values():
-            state.segment = None
         self.state = "ready"
         self._retry_at = None
         self._last_error = ""
@@ -565,6 +572,7 @@ class Service:
         if not garbage:
             return False
         victim = min(garbage, key=lambda s: s.last_packet_s)
+        self._dropped_gone.update(victim.dropped)
         del self.streams[victim.stream]
         self._drop_log.forget(victim.stream)
         return True
@@ -653,7 +661,10 @@ class Service:
         if state is None:
             state = self.streams.setdefault(UNKNOWN_STREAM, StreamState(UNKNOWN_STREAM, now_s, now_s))
         state.drop(reason)
-        allowed, suppressed = self._drop_log.allow((stream_id, reason), now_s)
+        # streams that never sent a valid packet share one key per reason: garbage under ever new stream ids
+        # (each evicting the last) would otherwise log every packet
+        key_stream = state.stream if state.packets else NEVER_VALID
+        allowed, suppressed = self._drop_log.allow((key_stream, reason), now_s)
         if allowed:
             self.log.warning("packet dropped", stream=stream_id, reason=reason, detail=message[:200], suppressed=suppressed)
 
@@ -693,18 +704,22 @@ class Service:
             self._finish_segment(state, reason="time_gap")
             seg = None
         if seg is None:
-            seg = state.segment = pipeline.new_segment(sensor, packet.segment)
+            try:
+                seg = state.segment = pipeline.new_segment(sensor, packet.segment)
+            except PreprocessError as exc:  # e.g. a sensor smaller than a crop mapping needs
+                self._reject(state.stream, "bad_sensor", str(exc), time.monotonic())
+                return
             state.closed_unanswered = None
         if first_t is not None and first_t < seg.t_floor_us:
             # out-of-order time: the packet is dropped and the stream's window starts over
             self._reject(state.stream, "time_backwards", f"t={first_t} µs < {seg.t_floor_us} µs", time.monotonic())
-            state.segment = None
+            self._finish_segment(state, reason="time_backwards")
             return
         try:
             ticks = seg.preprocessor.push(events, packet.t_end_us)
         except PreprocessError as exc:
             self._reject(state.stream, "preprocess", str(exc), time.monotonic())
-            state.segment = None
+            self._finish_segment(state, reason="preprocess_error")
             return
         state.packets += 1
         state.events += len(events)
@@ -815,6 +830,12 @@ class Service:
         if reason != "eos":
             self.log.info("segment closed", stream=state.stream, reason=reason)
 
+    def _close_open_segments(self, reason: str) -> None:
+        """Finish every open segment (final decision published; a later eos repeats it)."""
+        for state in self.streams.values():
+            if state.segment is not None:
+                self._finish_segment(state, reason=reason)
+
     def _publish_gesture(
         self, state: StreamState, segment_id: str | None, seq: int, pipeline: Pipeline, decision: Decision
     ) -> None:
@@ -856,6 +877,7 @@ class Service:
             if silent >= evict_after and not state.queue:
                 if state.segment is not None:
                     self._finish_segment(state, reason="evict")
+                self._dropped_gone.update(state.dropped)
                 del self.streams[sid]
                 self._drop_log.forget(sid)
                 self.log.info("stream evicted", stream=sid, silent_s=round(silent, 1))
@@ -866,6 +888,10 @@ class Service:
         """The status heartbeat (PROTOCOL.md)."""
         now = time.monotonic()
         p = self.pipeline
+        # every drop since start, evicted streams included
+        dropped = Counter(self._dropped_gone)
+        for stream in self.streams.values():
+            dropped.update(stream.dropped)
         body: dict[str, Any] = {
             "v": wire.VERSION,
             "state": self.state,
@@ -876,7 +902,8 @@ class Service:
             "totals": {
                 "packets": self._packets_total,
                 "events": self._events_total,
-                "dropped": sum(sum(s.dropped.values()) for s in self.streams.values()),
+                "dropped": sum(dropped.values()),
+                "dropped_by_reason": dict(dropped),
             },
             "latency_ms": self.e2e.percentiles(),
             "inference_ms": self.inference.percentiles(),

@@ -151,9 +151,12 @@ def test_time_going_backwards_drops_the_packet_and_restarts_the_window(daemon: D
     sender.send_multipart(wire.encode_events("back", 0, 128, 128, first, t_end=1_100_000))
     sender.send_multipart(wire.encode_events("back", 1, 128, 128, random_events(100, seed=6, t0_us=0, duration_us=1000)))
     daemon.send_all(sender, recording_frames("back", random_events(40_000, seed=7, duration_us=500_000), 128, 128, seq0=2))
+    # the reset closes the first window with its own final decision; the eos answers the new window
+    _, reset_final = daemon.recv(_is("gesture", "back", final=True))
     _, final = daemon.recv(_is("gesture", "back", final=True))
     status = daemon.wait_status(lambda b: b["streams"].get("back", {}).get("packets", 0) > 2)
     assert status["streams"]["back"]["dropped"] == {"time_backwards": 1}
+    assert reset_final["seq"] == 0  # the last packet the first window accepted
     assert final["t_start"] < 1_000_000  # the decision covers the new window, not the dropped one
 
 
@@ -167,3 +170,44 @@ def test_a_long_gap_in_event_time_closes_the_segment(daemon: DaemonProcess) -> N
     first = daemon.recv(_is("gesture", "gap", final=True))[1]
     second = daemon.recv(_is("gesture", "gap", final=True))[1]
     assert first["t_end"] <= 400_000 < 60_000_000 <= second["t_start"]
+
+
+def test_a_sensor_the_mapping_cannot_use_is_dropped_not_fatal(tmp_path: Path) -> None:
+    """A valid packet from a sensor smaller than a center-crop model's input is dropped as bad_sensor; the daemon serves on."""
+    from dataclasses import replace
+
+    from s2gesture.daemon.card import InputSpec, write_model
+    from s2gesture.daemon.testing import tiny_gesture_card, tiny_gesture_graph
+
+    card = replace(tiny_gesture_card("crop"), input=InputSpec(mapping="center-crop"))
+    write_model(tmp_path / "crop.nir", tiny_gesture_graph(0), card)
+    with start_daemon(tmp_path, tmp_path / "crop.nir", mode="lossless", transport="ipc") as d:
+        sender = d.sender()
+        tiny = random_events(50, seed=3, width=4, height=4)
+        sender.send_multipart(wire.encode_events("small", 0, 4, 4, tiny))
+        d.send_all(sender, recording_frames("big", random_events(20_000, seed=2, duration_us=400_000), 128, 128))
+        d.recv(_is("gesture", "big", final=True))
+        status = d.wait_status(lambda b: "small" in b["streams"])
+        assert status["streams"]["small"]["dropped"] == {"bad_sensor": 1}
+        assert d.proc.poll() is None
+        assert d.stop() == 0
+
+
+def test_made_up_stream_ids_past_the_limit_are_logged_per_reason_not_per_packet(tmp_path: Path) -> None:
+    """Bad packets under ever new stream ids, once the stream table is full, are counted under '*' and logged once."""
+    write_tiny_model(tmp_path / "m.nir")
+    with start_daemon(tmp_path, tmp_path / "m.nir", mode="lossless", transport="ipc", args=["--set", "input.max_streams=2"]) as d:
+        sender = d.sender()
+        for name in ("a", "b"):
+            sender.send_multipart(wire.encode_events(name, 0, 128, 128, random_events(10, seed=1)))
+        body = msgpack.unpackb(wire.encode_events("x", 0, 128, 128, random_events(10, seed=1))[1])
+        for i in range(300):
+            stream = f"made-up-{i}"
+            sender.send_multipart([f"dvs/v1/events/{stream}/".encode(), msgpack.packb({**body, "stream": stream, "n": 11})])
+        status = d.wait_status(lambda b: b["totals"]["dropped"] >= 300)
+        # every drop is counted, including those of made-up streams evicted since to make room
+        assert status["totals"]["dropped_by_reason"] == {"bad_length": 300}
+        assert set(status["streams"]) <= {"a", "b", "*"} | {f"made-up-{i}" for i in range(300)}
+        assert d.stop() == 0
+        lines = [ln for ln in d.log_path.read_text().splitlines() if '"packet dropped"' in ln]
+        assert len(lines) == 1
