@@ -50,9 +50,9 @@ class _Section(BaseModel):
 class _Endpoints(_Section):
     @field_validator("bind", "connect", check_fields=False)
     @classmethod
-    def _endpoints_usable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _endpoints_usable(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         for endpoint in value:
-            why = check_endpoint(endpoint)
+            why = check_endpoint(endpoint, bind=info.field_name == "bind")
             if why:
                 msg = f"endpoint {endpoint!r}: {why}"
                 raise ValueError(msg)
@@ -181,6 +181,43 @@ class CurveConfig(_Section):
     #: Z85 public keys of the clients allowed to connect
     client_public_keys: tuple[str, ...] = ()
 
+    @field_validator("server_secret_key")
+    @classmethod
+    def _secret_is_z85(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _is_z85_key(value.get_secret_value()):
+            msg = "expected a 40-character Z85 CURVE key (zmq.curve_keypair()), found something else"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("server_public_key")
+    @classmethod
+    def _public_is_z85(cls, value: str) -> str:
+        if value and not _is_z85_key(value):
+            msg = f"expected a 40-character Z85 CURVE key (zmq.curve_keypair()), found {len(value)} characters"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("client_public_keys")
+    @classmethod
+    def _clients_are_z85(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [i for i, key in enumerate(value) if not _is_z85_key(key)]
+        if bad:
+            msg = f"entries {bad} are not 40-character Z85 CURVE public keys (zmq.curve_keypair())"
+            raise ValueError(msg)
+        return value
+
+
+def _is_z85_key(text: str) -> bool:
+    """Whether ``text`` is a Z85-encoded 32-byte CURVE key."""
+    from zmq.utils import z85
+
+    if len(text) != 40:
+        return False
+    try:
+        return len(z85.decode(text)) == 32
+    except (ValueError, KeyError, TypeError):
+        return False
+
 
 class MetricsConfig(_Section):
     """Prometheus exporter (off by default; loopback only unless CURVE-free exposure is really wanted)."""
@@ -260,8 +297,8 @@ def is_local_endpoint(endpoint: str) -> bool:
         return False  # "*", an interface name or a host name: not provably loopback
 
 
-def check_endpoint(endpoint: str) -> str | None:
-    """Why an endpoint string is unusable, or None when it is fine."""
+def check_endpoint(endpoint: str, *, bind: bool = True) -> str | None:
+    """Why an endpoint string is unusable (as a bind, or as a connect), or None when it is fine."""
     if endpoint.startswith("ipc://"):
         path = endpoint[len("ipc://") :]
         if not path or len(path.encode()) > 107:
@@ -272,6 +309,8 @@ def check_endpoint(endpoint: str) -> str | None:
         host, sep, port = rest.rpartition(":")
         if not sep or not host or not (port == "*" or (port.isdigit() and 0 < int(port) < 65536)):
             return "expected tcp://HOST:PORT"
+        if not bind and (port == "*" or host == "*"):
+            return "a connect endpoint needs a concrete host and port ('*' only works for binds)"
         return None
     if endpoint.startswith("inproc://"):
         return None
@@ -350,7 +389,13 @@ def _describe(err: Mapping[str, Any]) -> str:
     loc = tuple(p for p in err["loc"] if not isinstance(p, int))
     key = ".".join(str(p) for p in loc) or "(top level)"
     given = err.get("input")
-    given_text = "***" if "secret" in key else repr(given)[:80]
+    # a whole section or the top level may carry secrets (CURVE keys): name its type, never its content
+    if "secret" in key:
+        given_text = "***"
+    elif isinstance(given, Mapping):
+        given_text = f"a table with keys {sorted(map(str, given))}"[:120]
+    else:
+        given_text = repr(given)[:80]
     if err["type"] == "extra_forbidden":
         near = difflib.get_close_matches(str(loc[-1]), _fields_at(loc[:-1]), n=1)
         hint = f" (did you mean '{near[0]}'?)" if near else ""

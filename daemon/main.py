@@ -12,7 +12,7 @@ import faulthandler
 import signal
 import sys
 import tomllib
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .errors import ConfigError, ModelCardError, S2GestureError
@@ -39,9 +39,17 @@ FLAGS: dict[str, tuple[str, str]] = {
 }
 
 
+class _ConfigArgumentParser(argparse.ArgumentParser):
+    """Bad flags are bad configuration: exit 78 (EX_CONFIG), so systemd does not restart-loop on them."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EX_CONFIG, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also the ``--help`` text)."""
-    parser = argparse.ArgumentParser(
+    parser = _ConfigArgumentParser(
         prog="s2gestured",
         description="DVS gesture recognition daemon: events in over ZeroMQ, predictions and gestures out.",
         epilog="Every setting is documented in systemd/s2gestured.toml; env vars are S2G_SECTION__KEY.",

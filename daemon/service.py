@@ -214,32 +214,37 @@ def _attach(sock: zmq.Socket[Any], bind: tuple[str, ...], connect: tuple[str, ..
             msg = f"cannot bind {endpoint}: {exc}; is another s2gestured running there?"
             raise SocketBindError(msg) from exc
     for endpoint in connect:
-        sock.connect(endpoint)
+        try:
+            sock.connect(endpoint)
+        except zmq.ZMQError as exc:
+            msg = f"cannot connect to {endpoint}: {exc}; a connect endpoint needs a concrete host and port"
+            raise SocketBindError(msg) from exc
 
 
 def open_sockets(ctx: zmq.Context[Any], config: DaemonConfig) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
     """The input (SUB in live mode, PULL in lossless mode) and output (PUB) sockets, bound and connected."""
     inp = ctx.socket(zmq.SUB if config.input.mode == "live" else zmq.PULL)
-    inp.setsockopt(zmq.LINGER, 0)
-    inp.setsockopt(zmq.MAXMSGSIZE, config.input.max_message_bytes)
-    inp.setsockopt(zmq.RCVHWM, config.input.rcvhwm)
-    inp.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
-    inp.setsockopt(zmq.HEARTBEAT_IVL, 5000)
-    inp.setsockopt(zmq.HEARTBEAT_TIMEOUT, 15000)
-    if config.input.mode == "live":
-        inp.setsockopt(zmq.SUBSCRIBE, wire.INPUT_PREFIX.encode())
-    _apply_curve(inp, config)
     out = ctx.socket(zmq.PUB)
-    # a short linger lets the final status leave without ever hanging shutdown
-    out.setsockopt(zmq.LINGER, 500)
-    out.setsockopt(zmq.SNDHWM, config.output.sndhwm)
-    out.setsockopt(zmq.HEARTBEAT_IVL, 5000)
-    out.setsockopt(zmq.HEARTBEAT_TIMEOUT, 15000)
-    _apply_curve(out, config)
     try:
+        inp.setsockopt(zmq.LINGER, 0)
+        inp.setsockopt(zmq.MAXMSGSIZE, config.input.max_message_bytes)
+        inp.setsockopt(zmq.RCVHWM, config.input.rcvhwm)
+        inp.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
+        inp.setsockopt(zmq.HEARTBEAT_IVL, 5000)
+        inp.setsockopt(zmq.HEARTBEAT_TIMEOUT, 15000)
+        if config.input.mode == "live":
+            inp.setsockopt(zmq.SUBSCRIBE, wire.INPUT_PREFIX.encode())
+        _apply_curve(inp, config)
+        # a short linger lets the final status leave without ever hanging shutdown
+        out.setsockopt(zmq.LINGER, 500)
+        out.setsockopt(zmq.SNDHWM, config.output.sndhwm)
+        out.setsockopt(zmq.HEARTBEAT_IVL, 5000)
+        out.setsockopt(zmq.HEARTBEAT_TIMEOUT, 15000)
+        _apply_curve(out, config)
         _attach(inp, config.input.bind, config.input.connect)
         _attach(out, config.output.bind, config.output.connect)
     except BaseException:
+        # an open socket would block ctx.term() at shutdown forever
         inp.close(0)
         out.close(0)
         raise
@@ -353,7 +358,11 @@ class Service:
         if config.metrics.enabled:
             from .metrics import start_metrics
 
-            self._metrics = start_metrics(self, config.metrics.address, config.metrics.port)
+            try:
+                self._metrics = start_metrics(self, config.metrics.address, config.metrics.port)
+            except OSError as exc:
+                msg = f"cannot serve metrics on {config.metrics.address}:{config.metrics.port}: {exc}; pick a free metrics.port"
+                raise SocketBindError(msg) from exc
         if self.pipeline is not None:
             self.notifier.ready(self._status_line())
         self.log.info(

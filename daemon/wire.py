@@ -8,7 +8,9 @@ drop-counter key (``bad_topic``, ``bad_msgpack``, ``not_a_map``, ``missing_key``
 
 Time: the absolute time of an event is ``t_base + t`` microseconds; the optional ``t_end`` is on the same
 axis as ``t`` (absolute ``t_base + t_end``) and exclusive: every event of the packet is earlier, and the
-next packet's events are not earlier. Decoded packets carry absolute times only.
+next packet's events are not earlier. A ``t_end`` equal to the last event's time (the inclusive reading)
+is accepted and decodes as no ``t_end``; one before the last event is dropped as ``time_backwards``.
+Decoded packets carry absolute times only.
 """
 
 from __future__ import annotations
@@ -368,12 +370,16 @@ def _decode_events(
         if not 0 <= t_end_us < MAX_TIME_US:
             msg = f"t_base + t_end must lie in [0, 2**62) µs, found {t_end_us}"
             raise ProtocolError("bad_time", msg)
-        if n and t_end_us <= t_base + int(t[-1]):
+        if n and t_end_us < t_base + int(t[-1]):
             msg = (
-                f"t_end {t_end_us} µs is not after the packet's last event at {t_base + int(t[-1])} µs; "
-                "t_end is the exclusive end of the time the packet covers"
+                f"t_end {t_end_us} µs is before the packet's last event at {t_base + int(t[-1])} µs; "
+                "t_end is the end of the time the packet covers"
             )
             raise ProtocolError("time_backwards", msg)
+        if n and t_end_us == t_base + int(t[-1]):
+            # an inclusive reading of "covers time up to here" (t_end = the last event): it promises nothing
+            # beyond the events themselves, since later packets may still carry events at that microsecond
+            t_end_us = None
     events = np.empty(n, dtype=EVENT_DTYPE)
     events["x"] = x
     events["y"] = y

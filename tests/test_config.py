@@ -38,18 +38,21 @@ def test_template_documents_every_key() -> None:
 
 def test_priorities_cli_over_env_over_credentials_over_file(tmp_path: Path) -> None:
     """CLI overrides beat S2G_ env vars, which beat credentials files, which beat the TOML file."""
+    import zmq
+
+    file_key, cred_key = zmq.curve_keypair()[0].decode(), zmq.curve_keypair()[0].decode()
     cfg = tmp_path / "c.toml"
     cfg.write_text('schema_version = 1\n[input]\nmode = "lossless"\nrcvhwm = 7\nqueue_packets = 9\n'
-                   '[curve]\nserver_public_key = "file"\n[log]\nlevel = "debug"\n')
+                   f'[curve]\nserver_public_key = "{file_key}"\n[log]\nlevel = "debug"\n')
     creds = tmp_path / "creds"
     creds.mkdir()
-    (creds / "curve__server_public_key").write_text("cred\n")
+    (creds / "curve__server_public_key").write_text(cred_key + "\n")
     env = {"S2G_INPUT__RCVHWM": "11", "S2G_INPUT__MODE": "live", "CREDENTIALS_DIRECTORY": str(creds)}
     c = load_config(cfg, {"input": {"mode": "lossless"}}, environ=env)
     assert c.input.mode == "lossless"  # CLI over env
     assert c.input.rcvhwm == 11  # env over file
     assert c.input.queue_packets == 9  # file over default
-    assert c.curve.server_public_key == "cred"  # credential over file
+    assert c.curve.server_public_key == cred_key  # credential over file
     assert c.log.level == "debug"
 
 
@@ -156,3 +159,58 @@ def test_default_decision_config_is_the_default_policy() -> None:
     from s2gesture.daemon.decision import DecisionParams
 
     assert load_config(None, environ={}).decision.params() == DecisionParams()
+
+
+def test_config_errors_never_echo_the_curve_secret() -> None:
+    """An open bind without a client allow-list is refused without printing the secret key that was given."""
+    import zmq
+
+    _, secret = zmq.curve_keypair()
+    env = {"S2G_CURVE__SERVER_SECRET_KEY": secret.decode()}
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"input": {"bind": ["tcp://0.0.0.0:5599"]}}, environ=env)
+    assert "requires CURVE" in str(info.value)
+    assert secret.decode() not in str(info.value)
+
+
+def test_malformed_curve_keys_are_config_errors() -> None:
+    """CURVE keys that are not 40-character Z85 keys are named in the config error, not found at bind time."""
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"curve": {"server_secret_key": "short", "client_public_keys": ["nope"]}}, environ={})
+    text = str(info.value)
+    assert "curve.server_secret_key" in text and "curve.client_public_keys" in text and "short" not in text
+
+
+def test_wildcard_connect_endpoints_are_refused() -> None:
+    """'*' works in a bind endpoint but is a config error in a connect endpoint."""
+    load_config(None, {"input": {"bind": ["tcp://127.0.0.1:*"]}}, environ={})
+    with pytest.raises(ConfigError, match=r"input\.connect.*concrete host and port"):
+        load_config(None, {"input": {"connect": ["tcp://127.0.0.1:*"]}}, environ={})
+
+
+def test_bad_flags_exit_78() -> None:
+    """An unknown or malformed command-line flag is a configuration error (exit 78), not argparse's 2."""
+    out = subprocess.run(
+        [sys.executable, "-m", "s2gesture.daemon.main", "--status-interval", "abc"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 78 and "--status-interval" in out.stderr
+
+
+def test_a_busy_metrics_port_exits_69_with_the_port_named(tmp_path: Path) -> None:
+    """A metrics port already taken stops start-up with EX_UNAVAILABLE (69) and names the port, no traceback."""
+    import socket
+
+    from s2gesture.daemon.testing import write_tiny_model
+
+    write_tiny_model(tmp_path / "m.nir")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "s2gesture.daemon.main", "--model", str(tmp_path / "m.nir"), "--metrics-port", str(port),
+             "--input-bind", f"ipc://{tmp_path}/i", "--output-bind", f"ipc://{tmp_path}/o", "--log-format", "json"],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert out.returncode == 69, out.stdout + out.stderr
+    assert f"127.0.0.1:{port}" in out.stdout and "Traceback" not in out.stderr

@@ -172,3 +172,14 @@ def test_structured_mutations_are_refused_or_valid(n: int, key: str, value: obje
         assert len(pkt.events) == body["n"]
         assert np.all(pkt.events["x"] < pkt.width) and np.all(pkt.events["y"] < pkt.height)
         assert np.all(np.diff(pkt.events["t"]) >= 0)
+
+
+def test_t_end_at_the_last_event_is_accepted_and_before_it_is_not() -> None:
+    """t_end equal to the last event (inclusive reading) decodes as no promise; earlier than it is time_backwards."""
+    ev = _events(20)
+    last = int(ev["t"][-1])
+    pkt = decode_input(encode_events("cam", 0, 128, 128, ev, t_end=last))
+    assert isinstance(pkt, EventPacket) and pkt.t_end_us is None and len(pkt.events) == len(ev)
+    with pytest.raises(ProtocolError) as info:
+        decode_input(encode_events("cam", 0, 128, 128, ev, t_end=last - 1))
+    assert info.value.reason == "time_backwards"
