@@ -29,7 +29,7 @@ from typing import Any
 import zmq
 
 from s2gesture.daemon import wire
-from s2gesture.daemon.errors import S2GestureError
+from s2gesture.daemon.errors import ProtocolError, S2GestureError
 
 DEFAULT_INPUT = "tcp://127.0.0.1:5555"
 DEFAULT_OUTPUT = "tcp://127.0.0.1:5556"
@@ -83,10 +83,20 @@ def open_output(
 
 
 def receive(sub: zmq.Socket[Any], timeout_s: float) -> tuple[str, dict[str, Any]] | None:
-    """The next decoded output message, or None when nothing arrives within ``timeout_s``."""
-    if not sub.poll(max(0, int(timeout_s * 1000)), zmq.POLLIN):
-        return None
-    return wire.decode_output(sub.recv_multipart())
+    """The next decodable output message, or None when none arrives within ``timeout_s``.
+
+    Messages that do not decode (a foreign publisher on a shared bus or proxy) are skipped: one stray
+    message must not end a listener, a robot controller or an evaluation.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+        if not sub.poll(remaining_ms, zmq.POLLIN):
+            return None
+        try:
+            return wire.decode_output(sub.recv_multipart())
+        except ProtocolError:
+            continue
 
 
 def wait_for_status(

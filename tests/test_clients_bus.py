@@ -117,3 +117,17 @@ def test_bad_endpoint_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> No
     """An endpoint without a transport is refused with an example of a valid one."""
     assert status.cli(["--output", "127.0.0.1:5556"]) == 2
     assert "tcp://127.0.0.1:5556" in capsys.readouterr().err
+
+
+def test_receive_skips_messages_that_do_not_decode(ctx: zmq.Context) -> None:
+    """A stray undecodable message on the daemon's output (a foreign publisher) is skipped, not raised."""
+    pub, endpoint = _bind(ctx, zmq.PUB)
+    sub = bus.open_output(ctx, endpoint)
+    deadline = time.monotonic() + 5
+    got = None
+    while got is None and time.monotonic() < deadline:  # slow joiner: publish until the subscription is heard
+        pub.send_multipart([wire.STATUS_TOPIC.encode(), b"\xc1 not msgpack"])
+        pub.send_multipart(wire.encode_output(wire.STATUS_TOPIC, {"v": 1, "state": "ready"}))
+        got = bus.receive(sub, 0.05)
+    assert got is not None and got[1]["state"] == "ready"
+    sub.close()
