@@ -141,7 +141,9 @@ class Pipeline:
         spec = PreprocessSpec.from_card(self.model.card.input, sensor_size)
         return Segment(
             sensor_size=sensor_size,
-            preprocessor=StreamPreprocessor(spec),
+            # the daemon ends a segment itself on gaps over max_gap_us, so the preprocessor's own guard
+            # must allow that gap plus one packet's span (its default, 10 s, would refuse longer settings)
+            preprocessor=StreamPreprocessor(spec, max_gap_us=self.max_gap_us + self.max_span_us),
             chunker=StreamChunker(self.plan, spec.frame_shape),
             policy=DecisionPolicy(self.decision),
             segment_id=segment_id,

@@ -211,3 +211,20 @@ def test_made_up_stream_ids_past_the_limit_are_logged_per_reason_not_per_packet(
         assert d.stop() == 0
         lines = [ln for ln in d.log_path.read_text().splitlines() if '"packet dropped"' in ln]
         assert len(lines) == 1
+
+
+def test_a_pause_shorter_than_max_gap_s_stays_in_one_segment(tmp_path: Path) -> None:
+    """With streams.max_gap_s raised to 30 s, a 20 s pause in event time keeps the segment (no drop, one final)."""
+    write_tiny_model(tmp_path / "m.nir")
+    with start_daemon(tmp_path, tmp_path / "m.nir", mode="lossless", transport="ipc", args=["--set", "streams.max_gap_s=30"]) as d:
+        sender = d.sender()
+        part1 = random_events(20_000, seed=8, duration_us=300_000)
+        part2 = random_events(20_000, seed=9, t0_us=20_300_000, duration_us=300_000)
+        frames = list(recording_frames("pause", part1, 128, 128, eos=False))
+        frames += list(recording_frames("pause", part2, 128, 128, seq0=len(frames)))
+        d.send_all(sender, frames)
+        _, final = d.recv(_is("gesture", "pause", final=True))
+        status = d.wait_status(lambda b: b["streams"].get("pause", {}).get("packets", 0) == len(frames) - 1)
+        assert status["streams"]["pause"]["dropped"] == {}
+        assert final["seq"] == len(frames) - 1  # answered by the eos: the pause did not close the segment
+        assert d.stop() == 0
