@@ -251,3 +251,39 @@ def test_conv_and_pool_match_torch(seed: int) -> None:
     pooled = torch.nn.functional.avg_pool2d(xt, 2) * 4
     want = torch.nn.functional.conv2d(pooled, torch.tensor(w, dtype=torch.float64), stride=s, padding=p)
     assert np.array_equal(got, want.numpy().astype(np.int64).ravel())
+
+
+def _conv_if_graph(conv_w: np.ndarray) -> nir.NIRGraph:
+    c_out, _, k, _ = conv_w.shape
+    side = 6 - k + 1
+    shape = (c_out, side, side)
+    return nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([conv_w.shape[1], 6, 6])}),
+            "conv": nir.Conv2d((6, 6), conv_w, 1, 0, 1, 1, np.zeros(c_out, np.float32)),
+            "if": nir.IF(r=np.ones(shape, np.float32), v_threshold=np.ones(shape, np.float32)),
+            "output": nir.Output(output_type={"output": np.array(shape)}),
+        },
+        edges=[("input", "conv"), ("conv", "if"), ("if", "output")],
+    )
+
+
+def test_scaled_conv_kernels_equal_s2_nirs_float64_expression() -> None:
+    """With scale_weights, kernels equal s2_nir's (W.swapaxes(0,1) * (127.0 / np.max((0.0, max|W|)))).astype(int8) exactly."""
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        conv_w = rng.normal(0, 1.5, (4, 2, 3, 3)).astype(np.float32)
+        w_scale = 127.0 / np.max((0.0, np.abs(conv_w).max()))  # s2_nir: a float64
+        expected = (conv_w.swapaxes(0, 1) * w_scale).astype(np.int8)
+        emu = get_backend("emulator", scale_weights=True)
+        emu.load(_conv_if_graph(conv_w))
+        assert np.array_equal(emu.net.projections[0].weight, expected)
+
+
+def test_conv_projections_refuse_a_connection_delay() -> None:
+    """A conv projection with conn_delay > 0 is refused, as s2_nir refuses it, naming the fix."""
+    from s2gesture.daemon.errors import UnsupportedGraphError
+
+    emu = get_backend("emulator", conn_delay=1)
+    with pytest.raises(UnsupportedGraphError, match=r"conv projection.*conn_delay=0"):
+        emu.load(_conv_if_graph(np.ones((2, 1, 3, 3), np.float32)))

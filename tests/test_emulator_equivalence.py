@@ -92,9 +92,57 @@ def random_graph(seed: int) -> tuple[nir.NIRGraph, dict[str, object], tuple[int,
         "fma": bool(rng.integers(2)),
         "cuba_current": str(rng.choice(["updated", "previous"])),
         "dense_rounding": str(rng.choice(["half-away", "truncate"])),
-        "conn_delay": int(rng.integers(0, 2)),
+        "conn_delay": 0,  # conv projections take no delay (s2_nir); delays are covered by the dense graphs below
     }
     return nir.NIRGraph(nodes=nodes, edges=edges), options, (c_in, h, h)
+
+
+def random_dense_graph(seed: int) -> tuple[nir.NIRGraph, dict[str, object], tuple[int, ...]]:
+    """A random dense graph (two layers, optionally recurrent) with a connection delay of 1 or 2 ticks."""
+    rng = np.random.default_rng(seed)
+    n_in, n_hid, n_out = int(rng.integers(4, 40)), int(rng.integers(3, 30)), int(rng.integers(2, 8))
+
+    def w(shape: tuple[int, ...]) -> np.ndarray:
+        return np.round(rng.normal(0.3, 1.0, shape) * 30.0).astype(np.float32)
+
+    thr = float(rng.uniform(20, 150))
+    nodes: dict[str, nir.NIRNode] = {
+        "input": nir.Input(input_type={"input": np.array([n_in])}),
+        "fc1": nir.Affine(w((n_hid, n_in)), rng.normal(0, 5, n_hid).astype(np.float32)),
+        "hid": _neuron(rng, str(rng.choice(["LIF", "IF", "CubaLIF"])), (n_hid,), thr),
+        "fc2": nir.Linear(w((n_out, n_hid))),
+        "out": _neuron(rng, str(rng.choice(["LIF", "IF"])), (n_out,), thr),
+        "output": nir.Output(output_type={"output": np.array([n_out])}),
+    }
+    edges = [("input", "fc1"), ("fc1", "hid"), ("hid", "fc2"), ("fc2", "out"), ("out", "output")]
+    if rng.integers(3) == 0:
+        nodes["rec"] = nir.Linear(w((n_hid, n_hid)))
+        edges += [("hid", "rec"), ("rec", "hid")]
+    options = {
+        "reset": str(rng.choice(["SUBTRACT", "ZERO"])),
+        "fma": bool(rng.integers(2)),
+        "dense_rounding": str(rng.choice(["half-away", "truncate"])),
+        "conn_delay": int(rng.integers(1, 3)),
+    }
+    return nir.NIRGraph(nodes=nodes, edges=edges), options, (n_in,)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fast_equals_reference_on_dense_graphs_with_delays(seed: int) -> None:
+    """With conn_delay 1 or 2, spikes and voltages of every population are identical between emulator and reference."""
+    graph, options, shape = random_dense_graph(seed)
+    fast = get_backend("emulator", check_memory=False, **options)
+    ref = get_backend("reference", check_memory=False, **options)
+    fast.load(graph)
+    ref.load(graph)
+    assert fast.latency_ticks == ref.latency_ticks == 2 * (1 + int(options["conn_delay"]))  # type: ignore[call-overload]
+    rng = np.random.default_rng(2000 + seed)
+    x = (rng.random((int(rng.integers(5, 40)), *shape)) < 0.3).astype(np.uint8)
+    a = fast.run(x, record=("spikes", "v"))
+    b = ref.run(x, record=("spikes", "v"))
+    for name in ("hid", "out"):
+        assert np.array_equal(a.spikes[name], b.spikes[name]), name
+        assert np.array_equal(a.voltages[name], b.voltages[name]), name
 
 
 @pytest.mark.parametrize("seed", range(24))

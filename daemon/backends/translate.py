@@ -248,13 +248,15 @@ def quantize_conv(weight: np.ndarray, w_scale: float) -> np.ndarray:
     s2_nir does ``(W.swapaxes(0,1) * w_scale).astype(np.int8)``; values outside int8 are undefined in C,
     here they wrap modulo 256 (what x86 does), which only happens with weight_scale_percentile < 100.
     """
-    scaled = weight.swapaxes(0, 1) * w_scale
+    # s2_nir's w_scale is a float64 (127.0 / np.max(...)): the product must be float64 too, as there; a
+    # Python float would leave float32 weights in float32 (NEP 50) and round before the truncation
+    scaled = weight.swapaxes(0, 1) * np.float64(w_scale)
     return np.trunc(scaled).astype(np.int64).astype(np.int8)
 
 
 def quantize_dense(weight: np.ndarray, w_scale: float, rounding: str) -> np.ndarray:
     """Dense weight [n_out, n_in] -> int8 [n_in, n_out]: ``W.T * w_scale`` rounded (half away or trunc), clipped to +-127 [I]."""
-    scaled = weight.T * w_scale
+    scaled = weight.T * np.float64(w_scale)  # float64 as in s2_nir (see quantize_conv)
     if rounding == "truncate":
         q = np.trunc(scaled)
     else:
@@ -485,6 +487,13 @@ def _projection(p: dict[str, object], nodes: dict[str, object], pops: dict[str, 
                 raise UnsupportedGraphError(msg)
             q = quantize_dense(weight, tpop.w_scale, opts.dense_rounding)
             proj = Projection(src, tgt, "dense", q, src_shape, pool, (1, 1), (0, 0), (weight.shape[0],), chain)
+    if proj.kind == "conv" and opts.conn_delay != 0:
+        # s2_nir asserts delay == 0 for conv and sum-pool projections: the chip's conv synapses have no delay
+        msg = (
+            f"projection {src!r} -> {tgt!r} through {list(chain)} is a conv projection, which takes no delay on the "
+            f"chip (s2_nir requires conn_delay=0), found conn_delay={opts.conn_delay}; set conn_delay=0"
+        )
+        raise UnsupportedGraphError(msg)
     n_out = int(np.prod(proj.out_shape))
     if n_out != tpop.n:
         msg = f"projection {src!r} -> {tgt!r} through {list(chain)} produces {n_out} values {proj.out_shape} but {tgt!r} has {tpop.n} neurons {tpop.shape}"
