@@ -129,7 +129,7 @@ class SynapseRuns:
     def blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What the kernel reads: per source a list of BLOCK-wide adds.
 
-        (block_ptr int64 ``[n_src+1]``, blocks int32 ``[B, 2]`` = (first target, first weight),
+        (block_ptr int64 ``[n_src+1]``, blocks int32 ``[2B]`` = flat (first target, first weight) pairs,
         synapses per source int64 ``[n_src]``). One flat loop per spike instead of runs of varying
         length keeps branch mispredictions to about one per spike.
         """
@@ -145,7 +145,7 @@ class SynapseRuns:
             syn = np.bincount(src_of_run, weights=self.run_len, minlength=runs_per_src.size).astype(np.int64)
             ptr = np.zeros(runs_per_src.size + 1, dtype=np.int64)
             np.cumsum(per_src_blocks, out=ptr[1:])
-            self._blocks = (ptr, np.ascontiguousarray(blocks, dtype=np.int32), syn)
+            self._blocks = (ptr, np.ascontiguousarray(blocks, dtype=np.int32).ravel(), syn)
         return self._blocks
 
 

@@ -71,28 +71,75 @@ def add_block(typingctx, acc, a0, w, w0):  # type: ignore[no-untyped-def]  # pra
 @nb.njit(cache=True, nogil=True, boundscheck=False)
 def add_spikes(acc, idx, lo, hi, block_ptr, blocks, syn_count, wflat):  # pragma: no cover - compiled
     # each source's synapses as BLOCK-wide adds (weights zero-padded, acc with BLOCK spare): one flat
-    # loop per spike; returns the synaptic events (real synapses, not padding)
+    # loop per spike; returns the synaptic events (real synapses, not padding). ``blocks`` is flat,
+    # (first target, first weight) pairs; unsigned indices spare the negative-index wraparound code
     events = 0
+    one = np.uint64(1)
     for q in range(lo, hi):
-        j = idx[q]
-        for b in range(block_ptr[j], block_ptr[j + 1]):
-            add_block(acc, np.int64(blocks[b, 0]), wflat, np.int64(blocks[b, 1]))
+        j = np.uint64(idx[q])
+        for b in range(np.uint64(block_ptr[j]), np.uint64(block_ptr[j + one])):
+            add_block(acc, np.uint64(blocks[b + b]), wflat, np.uint64(blocks[b + b + one]))
         events += syn_count[j]
     return events
 
 
+@intrinsic
+def store_offsets8(typingctx, out, c, tbl, m, base):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """``out[c : c+8] = tbl[8*m : 8*m+8] + base`` as one SIMD load/add/store of 8 int32."""
+    if not (isinstance(out, types.Array) and isinstance(tbl, types.Array) and out.dtype == types.int32 and tbl.dtype == types.int32):
+        return None
+    sig = types.void(out, c, tbl, m, base)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        out_v, c_v, tbl_v, m_v, base_v = args
+        i64 = ir.IntType(64)
+        i32 = ir.IntType(32)
+        out_arr = context.make_array(signature.args[0])(context, builder, out_v)
+        tbl_arr = context.make_array(signature.args[2])(context, builder, tbl_v)
+        c64 = context.cast(builder, c_v, signature.args[1], types.int64)
+        m64 = context.cast(builder, m_v, signature.args[3], types.int64)
+        b32 = builder.trunc(context.cast(builder, base_v, signature.args[4], types.int64), i32)
+        vec = ir.VectorType(i32, 8)
+        splat = ir.Constant(vec, ir.Undefined)
+        for k in range(8):
+            splat = builder.insert_element(splat, b32, ir.Constant(i32, k))
+        pt = builder.bitcast(builder.gep(tbl_arr.data, [builder.mul(m64, ir.Constant(i64, 8))]), vec.as_pointer())
+        po = builder.bitcast(builder.gep(out_arr.data, [c64]), vec.as_pointer())
+        builder.store(builder.add(builder.load(pt, align=4), splat), po, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _offset_tables() -> tuple[np.ndarray, np.ndarray]:
+    # for each 8-bit spike mask: the positions of its set bits (then padding), and how many there are
+    pos = np.zeros((256, 8), dtype=np.int32)
+    cnt = np.zeros(256, dtype=np.int64)
+    for m in range(256):
+        bits = [k for k in range(8) if m >> k & 1]
+        pos[m, : len(bits)] = bits
+        cnt[m] = len(bits)
+    return pos.ravel(), cnt
+
+
+SPIKE_POS, SPIKE_CNT = _offset_tables()
+#: multiplying 8 bytes of 0/1 by this gathers byte k into bit 56+k (no carries: partial products never collide)
+GATHER = np.uint64(0x0102040810204080)
+
+
 @nb.njit(cache=True, nogil=True, boundscheck=False)
 def compact(row, n, out_idx, c):  # pragma: no cover - compiled
-    # spike list of one tick: skip 8 silent neurons at a time (most words are zero at a few % activity)
-    # branch-free inside a word: always write the index, advance only on a spike (spikes are random,
-    # so a per-neuron branch would mispredict often); rows are padded to whole words and out_idx has room
+    # spike list of one tick, branch-free: each 8 neurons' bytes -> an 8-bit mask -> one SIMD store of
+    # the set positions (from a table) at the list's end, which then advances by the mask's popcount;
+    # rows are padded to whole words and out_idx has 8 spare entries
     words = row.view(np.uint64)
+    pos = SPIKE_POS
+    cnt = SPIKE_CNT
+    sh = np.uint64(56)
     for w in range(words.size):
-        if words[w] != 0:
-            base = w * 8
-            for i in range(base, base + 8):
-                out_idx[c] = i
-                c += row[i]
+        m = (words[w] * GATHER) >> sh
+        store_offsets8(out_idx, c, pos, m, w * 8)
+        c += cnt[m]
     return c
 
 @nb.njit(cache=True, nogil=True, boundscheck=False)
@@ -197,6 +244,7 @@ KERNELS: dict[str, Any] = {
     "fma32": fma32,
     "add_spikes": add_spikes,
     "compact": compact,
+    "store_offsets8": store_offsets8,
     "lists_of": lists_of,
     "lif_layer": lif_layer,
     "cuba_layer": cuba_layer,
