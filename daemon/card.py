@@ -141,11 +141,13 @@ class ModelCard:
             if spec.channels not in (1, 2):
                 problems.append(f"field 'input.channels' must be 1 or 2, found {spec.channels}")
         if "conversion" in sub:
+            from .backends.options import CHOICES  # the backends' list of valid values, one source
+
             conv: ConversionSpec = sub["conversion"]
-            if conv.integrator not in ("FORWARD", "EXPONENTIAL"):
-                problems.append(f"field 'conversion.integrator' is {conv.integrator!r}; expected FORWARD or EXPONENTIAL")
-            if conv.reset not in ("SUBTRACT", "ZERO"):
-                problems.append(f"field 'conversion.reset' is {conv.reset!r}; expected SUBTRACT or ZERO")
+            for key in ("integrator", "reset"):
+                value = getattr(conv, key)
+                if value not in CHOICES[key]:
+                    problems.append(f"field 'conversion.{key}' is {value!r}; expected one of {list(CHOICES[key])}")
         if problems:
             msg = f"{source} is not usable:\n  - " + "\n  - ".join(problems)
             raise ModelCardError(msg)
