@@ -150,19 +150,25 @@ def test_scale_weights_uses_max_over_all_incoming_weight_nodes() -> None:
     assert np.array_equal(pop.alpha_decay, (1 - 1e-4 / tau).astype(np.float32))
 
 
+def _dense_lif_graph(w: np.ndarray) -> nir.NIRGraph:
+    """Input -> Linear(w) -> LIF(tau 1 ms, r 10, threshold 1) -> Output, for checks of dense weight translation."""
+    n_out, n_in = w.shape
+    return nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([n_in])}),
+            "w": nir.Linear(w),
+            "lif": nir.LIF(tau=np.full(n_out, 1e-3, np.float32), r=np.full(n_out, 10.0, np.float32), v_leak=np.zeros(n_out, np.float32), v_threshold=np.ones(n_out, np.float32)),
+            "output": nir.Output(output_type={"output": np.array([n_out])}),
+        },
+        edges=[("input", "w"), ("w", "lif"), ("lif", "output")],
+    )
+
+
 @pytest.mark.parametrize(("rounding", "expected"), [("half-away", [3, -3, 2, -2]), ("truncate", [2, -2, 1, -1])])
 def test_dense_rounding_switch(rounding: str, expected: list[int]) -> None:
     """Dense weights round half away from zero by default, or truncate with the switch."""
     w = np.array([[2.5, -2.5, 1.5, -1.5]], np.float32).T  # 4 outputs from one input
-    graph = nir.NIRGraph(
-        nodes={
-            "input": nir.Input(input_type={"input": np.array([1])}),
-            "w": nir.Linear(w),
-            "lif": nir.LIF(tau=np.full(4, 1e-3, np.float32), r=np.full(4, 10.0, np.float32), v_leak=np.zeros(4, np.float32), v_threshold=np.ones(4, np.float32)),
-            "output": nir.Output(output_type={"output": np.array([4])}),
-        },
-        edges=[("input", "w"), ("w", "lif"), ("lif", "output")],
-    )
+    graph = _dense_lif_graph(w)
     emu = get_backend("emulator", dense_rounding=rounding)
     emu.load(graph)
     assert emu.net.projections[0].weight[0].tolist() == expected
@@ -172,15 +178,7 @@ def test_percentile_scaling_uses_the_percentile_of_abs_weights() -> None:
     """weight_scale_percentile p < 100 sets w_scale = 127 / percentile(|W|, p) and clips dense weights to +-127."""
     rng = np.random.default_rng(3)
     w = rng.normal(0, 1, (5, 20)).astype(np.float32)
-    graph = nir.NIRGraph(
-        nodes={
-            "input": nir.Input(input_type={"input": np.array([20])}),
-            "w": nir.Linear(w),
-            "lif": nir.LIF(tau=np.full(5, 1e-3, np.float32), r=np.full(5, 10.0, np.float32), v_leak=np.zeros(5, np.float32), v_threshold=np.ones(5, np.float32)),
-            "output": nir.Output(output_type={"output": np.array([5])}),
-        },
-        edges=[("input", "w"), ("w", "lif"), ("lif", "output")],
-    )
+    graph = _dense_lif_graph(w)
     emu = get_backend("emulator", scale_weights=True, weight_scale_percentile=90.0)
     emu.load(graph)
     assert emu.net.populations["lif"].w_scale == 127.0 / np.percentile(np.abs(w).astype(np.float64), 90.0)
