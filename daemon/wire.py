@@ -390,3 +390,306 @@ def _decode_events(
     return EventPacket(
         stream=stream, seq=seq, width=width, height=height, events=events, t_end_us=t_end_us, segment=segment
     )
+
+
+# ------------------------------------------------------------------------------------- typed output
+#
+# The daemon's three output messages as frozen records. ``to_body`` is what the daemon sends;
+# ``from_body`` is what every client reads: it checks each key it knows (type, range) and ignores keys it
+# does not know, so adding an optional key stays compatible (docs/protocol.md, "versioning").
+
+_MISSING = object()
+
+
+def _field(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str, default: Any = _MISSING) -> Any:
+    """One key of an output body, type-checked; ``default`` makes it optional (absent or None)."""
+    value = body.get(key)
+    if value is None:
+        if default is not _MISSING:
+            return default
+        msg = f"output message has no key {key!r} ({what})"
+        raise ProtocolError("missing_key", msg)
+    accepted = kind if isinstance(kind, tuple) else (kind,)
+    # bool is an int subclass: a msgpack true is never a count; an int is a valid float
+    if (isinstance(value, bool) and bool not in accepted) or not isinstance(value, accepted):
+        if float in accepted and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        msg = f"output key {key!r} must be {what}, found {type(value).__name__}"
+        raise ProtocolError("bad_type", msg)
+    return float(value) if accepted == (float, int) else value
+
+
+def _check_v(body: Mapping[str, Any]) -> None:
+    v = _field(body, "v", int, "the protocol version, an int")
+    if v != VERSION:
+        msg = f"output message version v={v}; this client speaks v{VERSION}"
+        raise ProtocolError("unknown_version", msg)
+
+
+def _model_of(body: Mapping[str, Any]) -> dict[str, Any]:
+    model = _field(body, "model", dict, "the model identity, a map", default={})
+    return dict(model)
+
+
+def _confidence(body: Mapping[str, Any]) -> float:
+    c = _field(body, "confidence", (float, int), "a confidence in [0, 1], a float")
+    if not 0.0 <= c <= 1.0:
+        msg = f"confidence must be in [0, 1], found {c}"
+        raise ProtocolError("bad_value", msg)
+    return float(c)
+
+
+@dataclass(frozen=True)
+class Pred:
+    """``s2g/v1/pred/<stream>/``: the class scores of one chunk (one backend run, or several when split)."""
+
+    stream: str
+    seq: int
+    chunk: int
+    t_start: int
+    t_end: int
+    scores: tuple[float, ...]
+    class_id: int
+    label: str
+    confidence: float
+    latency_ms: float
+    backend: str
+    model: dict[str, Any]
+    segment: str | None = None
+    #: backend runs this window took: > 1 when its spikes did not fit the chip in one run
+    runs: int = 1
+
+    def topic(self) -> bytes:
+        """The message's topic."""
+        return pred_topic(self.stream)
+
+    def to_body(self) -> dict[str, Any]:
+        """The msgpack map the daemon sends."""
+        body: dict[str, Any] = {
+            "v": VERSION,
+            "stream": self.stream,
+            "seq": self.seq,
+            "chunk": self.chunk,
+            "t_start": self.t_start,
+            "t_end": self.t_end,
+            "scores": list(self.scores),
+            "class_id": self.class_id,
+            "label": self.label,
+            "confidence": self.confidence,
+            "latency_ms": self.latency_ms,
+            "backend": self.backend,
+            "model": self.model,
+            "runs": self.runs,
+        }
+        if self.segment is not None:
+            body["segment"] = self.segment
+        return body
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Pred:
+        """Validate and read a pred body; raises ProtocolError naming the key."""
+        _check_v(body)
+        scores = _field(body, "scores", list, "one score per class, a list of floats")
+        if not all(isinstance(s, int | float) and not isinstance(s, bool) for s in scores):
+            msg = "output key 'scores' must hold only numbers"
+            raise ProtocolError("bad_type", msg)
+        runs = _field(body, "runs", int, "the number of backend runs, an int", default=1)
+        if runs < 1:
+            msg = f"runs must be >= 1, found {runs}"
+            raise ProtocolError("bad_value", msg)
+        return cls(
+            stream=_field(body, "stream", str, "the stream id, a str"),
+            seq=_field(body, "seq", int, "the last input packet's seq, an int"),
+            chunk=_field(body, "chunk", int, "the stream's chunk counter, an int", default=0),
+            t_start=_field(body, "t_start", int, "the window start in µs, an int"),
+            t_end=_field(body, "t_end", int, "the window end in µs, an int"),
+            scores=tuple(float(s) for s in scores),
+            class_id=_field(body, "class_id", int, "the top class (-1: no evidence), an int"),
+            label=_field(body, "label", str, "the top class's label, a str"),
+            confidence=_confidence(body),
+            latency_ms=_field(body, "latency_ms", (float, int), "the receive-to-publish latency in ms", default=0.0),
+            backend=_field(body, "backend", str, "the backend name, a str", default=""),
+            model=_model_of(body),
+            segment=_field(body, "segment", str, "the segment id, a str", default=None),
+            runs=runs,
+        )
+
+
+@dataclass(frozen=True)
+class Gesture:
+    """``s2g/v1/gesture/<stream>/``: a decision: an onset (``final`` false) or a segment's final answer."""
+
+    stream: str
+    seq: int
+    class_id: int
+    label: str
+    confidence: float
+    t_start: int | None
+    t_end: int | None
+    final: bool
+    n_chunks: int
+    backend: str
+    model: dict[str, Any]
+    segment: str | None = None
+
+    def topic(self) -> bytes:
+        """The message's topic."""
+        return gesture_topic(self.stream)
+
+    def to_body(self) -> dict[str, Any]:
+        """The msgpack map the daemon sends."""
+        body: dict[str, Any] = {
+            "v": VERSION,
+            "stream": self.stream,
+            "seq": self.seq,
+            "class_id": self.class_id,
+            "label": self.label,
+            "confidence": self.confidence,
+            "t_start": self.t_start,
+            "t_end": self.t_end,
+            "final": self.final,
+            "n_chunks": self.n_chunks,
+            "backend": self.backend,
+            "model": self.model,
+        }
+        if self.segment is not None:
+            body["segment"] = self.segment
+        return body
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Gesture:
+        """Validate and read a gesture body; raises ProtocolError naming the key."""
+        _check_v(body)
+        return cls(
+            stream=_field(body, "stream", str, "the stream id, a str"),
+            seq=_field(body, "seq", int, "the last input packet's seq, an int"),
+            class_id=_field(body, "class_id", int, "the class (-1: none), an int"),
+            label=_field(body, "label", str, "the class label, a str"),
+            confidence=_confidence(body),
+            t_start=_field(body, "t_start", int, "the evidence start in µs, an int", default=None),
+            t_end=_field(body, "t_end", int, "the evidence end in µs, an int", default=None),
+            final=_field(body, "final", bool, "whether this is the segment's final decision, a bool", default=False),
+            n_chunks=_field(body, "n_chunks", int, "the chunks behind the decision, an int", default=0),
+            backend=_field(body, "backend", str, "the backend name, a str", default=""),
+            model=_model_of(body),
+            segment=_field(body, "segment", str, "the segment id, a str", default=None),
+        )
+
+
+#: daemon states a status can report
+STATES = ("loading", "ready", "reloading", "degraded", "stopping")
+
+
+@dataclass(frozen=True)
+class Status:
+    """``s2g/v1/status/``: the heartbeat: state, backend, model, per-stream counters, latency."""
+
+    state: str
+    uptime_s: float
+    backend: str
+    model: dict[str, Any] | None
+    streams: dict[str, dict[str, Any]]
+    totals: dict[str, Any]
+    latency_ms: dict[str, float]
+    inference_ms: dict[str, float]
+    mode: str
+    window_ticks: int | None
+    stride_ticks: int | None
+    pid: int
+    version: str
+    error: str | None = None
+    #: backend health counters: windows split into several runs, backend failures, rebuilds
+    backend_counters: dict[str, int] | None = None
+
+    def topic(self) -> bytes:
+        """The message's topic."""
+        return status_topic()
+
+    def to_body(self) -> dict[str, Any]:
+        """The msgpack map the daemon sends."""
+        body: dict[str, Any] = {
+            "v": VERSION,
+            "state": self.state,
+            "uptime_s": self.uptime_s,
+            "backend": self.backend,
+            "model": self.model,
+            "streams": self.streams,
+            "totals": self.totals,
+            "latency_ms": self.latency_ms,
+            "inference_ms": self.inference_ms,
+            "mode": self.mode,
+            "window_ticks": self.window_ticks,
+            "stride_ticks": self.stride_ticks,
+            "pid": self.pid,
+            "version": self.version,
+        }
+        if self.error:
+            body["error"] = self.error
+        if self.backend_counters is not None:
+            body["backend_counters"] = self.backend_counters
+        return body
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Status:
+        """Validate and read a status body; raises ProtocolError naming the key."""
+        _check_v(body)
+        state = _field(body, "state", str, f"the daemon state, one of {STATES}")
+        if state not in STATES:
+            msg = f"state must be one of {STATES}, found {state[:40]!r}"
+            raise ProtocolError("bad_value", msg)
+        streams = _field(body, "streams", dict, "per-stream counters, a map", default={})
+        if not all(isinstance(k, str) and isinstance(v, dict) for k, v in streams.items()):
+            msg = "output key 'streams' must map stream ids to maps of counters"
+            raise ProtocolError("bad_type", msg)
+        model = body.get("model")
+        if model is not None and not isinstance(model, dict):
+            msg = f"output key 'model' must be a map or nil, found {type(model).__name__}"
+            raise ProtocolError("bad_type", msg)
+        return cls(
+            state=state,
+            uptime_s=_field(body, "uptime_s", (float, int), "seconds since start, a float", default=0.0),
+            backend=_field(body, "backend", str, "the backend name, a str", default=""),
+            model=None if model is None else dict(model),
+            streams={k: dict(v) for k, v in streams.items()},
+            totals=dict(_field(body, "totals", dict, "totals, a map", default={})),
+            latency_ms=dict(_field(body, "latency_ms", dict, "latency percentiles in ms, a map", default={})),
+            inference_ms=dict(_field(body, "inference_ms", dict, "inference percentiles in ms, a map", default={})),
+            mode=_field(body, "mode", str, "the input mode, a str", default=""),
+            window_ticks=_field(body, "window_ticks", int, "the window in ticks, an int", default=None),
+            stride_ticks=_field(body, "stride_ticks", int, "the stride in ticks, an int", default=None),
+            pid=_field(body, "pid", int, "the daemon's process id, an int", default=0),
+            version=_field(body, "version", str, "the daemon's version, a str", default=""),
+            error=_field(body, "error", str, "the last backend error, a str", default=None),
+            backend_counters=_field(body, "backend_counters", dict, "backend counters, a map", default=None),
+        )
+
+    @property
+    def model_name(self) -> str:
+        """The model's name from its identity ("?" when unknown)."""
+        return str((self.model or {}).get("name", "?"))
+
+
+Output = Pred | Gesture | Status
+
+
+def encode_message(message: Output) -> list[bytes]:
+    """Multipart ``[topic, body]`` of a typed output message."""
+    return [message.topic(), _pack(message.to_body())]
+
+
+def decode_message(frames: Sequence[bytes]) -> Output:
+    """A typed output message from its frames; raises ProtocolError for anything else (foreign or malformed)."""
+    topic, body = decode_output(frames)
+    if topic.startswith(PRED_PREFIX):
+        message: Output = Pred.from_body(body)
+    elif topic.startswith(GESTURE_PREFIX):
+        message = Gesture.from_body(body)
+    elif topic == STATUS_TOPIC:
+        return Status.from_body(body)
+    else:
+        msg = f"topic {topic[:80]!r} is not an s2g/v1 pred, gesture or status topic"
+        raise ProtocolError("bad_topic", msg)
+    if message.topic().decode() != topic:
+        msg = f"body stream {message.stream[:80]!r} differs from the topic {topic[:80]!r}"
+        raise ProtocolError("stream_mismatch", msg)
+    return message
