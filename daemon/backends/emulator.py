@@ -25,7 +25,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError
+from .api import RunResult
 from .base import TranslatedBackend
+from .neurons import Layer
+from .reference import run_network
 from .translate import ChipNetwork, Population, Projection
 
 log = logging.getLogger(__name__)
@@ -210,21 +213,17 @@ def plan_network(net: ChipNetwork) -> dict[str, PlannedPopulation]:
     orders = {name: internal_order(net, pop) for name, pop in net.populations.items()}
     plans: dict[str, PlannedPopulation] = {}
     for name, pop in net.populations.items():
-        if pop.model == "spike_list":
+        if pop.neuron is None:
             continue
         inv = np.empty(pop.n, dtype=np.int64)
         inv[orders[name]] = np.arange(pop.n)  # internal -> NIR
-        params = {
-            k: np.ascontiguousarray(getattr(pop, k)[inv], dtype=np.float32)
-            for k in ("threshold", "alpha_decay", "i_offset", "exc_decay", "inh_decay")
-            if getattr(pop, k) is not None
-        }
+        params = {k: np.ascontiguousarray(pop.param(k)[inv], dtype=np.float32) for k in pop.neuron.param_names}
         incoming = net.incoming(name)
         # integer sums are exact in any order; the accumulator only has to hold the largest possible
         # |input| of one tick: int16 (twice the SIMD lanes of int32) when sum|w| over the fan-in allows
         bound = sum(p.fan_in_bound() for p in incoming)
-        if bound >= 2**31:
-            msg = f"population {name!r}: |synaptic input| can reach {bound}, beyond the int32 accumulator"
+        if bound > net.spec.accumulator_max:
+            msg = f"population {name!r}: |synaptic input| can reach {bound}, beyond the {net.spec.accumulator_bits}-bit accumulator"
             raise BackendError(msg)
         acc_dtype = np.dtype(np.int16) if bound < 2**15 else np.dtype(np.int32)
         sources = tuple(dict.fromkeys(p.source for p in incoming))
@@ -240,7 +239,7 @@ def plan_network(net: ChipNetwork) -> dict[str, PlannedPopulation]:
         s_all = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
         t_all = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
         w_all = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int32)
-        if pop.model == "lif_curr_exp_no_delay":
+        if pop.neuron.split_sign:
             pos, neg = w_all > 0, w_all < 0
             runs = build_runs(s_all[pos], t_all[pos], w_all[pos], total, acc_dtype)
             runs_neg = build_runs(s_all[neg], t_all[neg], -w_all[neg], total, acc_dtype)
@@ -286,28 +285,6 @@ def merge_lists(lists: list[tuple[np.ndarray, np.ndarray]], offsets: tuple[int, 
     return idx[order].astype(np.int32), ptr
 
 
-def check_chunk(net: ChipNetwork, spikes: Any, record: Any) -> np.ndarray:
-    """Validate a chunk ``[T, *input_shape]`` of 0/1 spikes and ``record``; returns it as uint8."""
-    arr = np.asarray(spikes)
-    shape = net.input_shape
-    if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != tuple(shape):
-        msg = f"input spikes must have shape [T, {', '.join(map(str, shape))}], found {list(arr.shape)}"
-        raise BackendError(msg)
-    if arr.dtype != np.uint8:
-        if arr.size and (arr.min() < 0 or arr.max() > 1):
-            msg = f"input spikes must be 0/1, found values in [{arr.min()}, {arr.max()}]; clip counts to binary spikes"
-            raise BackendError(msg)
-        arr = arr.astype(np.uint8)
-    elif arr.size and arr.max() > 1:
-        msg = f"input spikes must be 0/1, found max {arr.max()}; clip counts to binary spikes"
-        raise BackendError(msg)
-    bad = sorted(set(record) - {"spikes", "v"})
-    if bad:
-        msg = f"record {bad} not recordable; expected a subset of ('spikes', 'v')"
-        raise BackendError(msg)
-    return np.ascontiguousarray(arr)
-
-
 def run_fast(
     net: ChipNetwork, plans: dict[str, PlannedPopulation], spikes: np.ndarray, record: tuple[str, ...],
     workspace: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] | None = None,
@@ -336,8 +313,6 @@ def run_fast(
     lists = {net.input_name: (in_idx[: in_ptr[-1]], in_ptr)}
     internal: dict[str, np.ndarray] = {}
     record_v = "v" in record
-    zero_reset = opts.reset == "ZERO"
-    ge = opts.threshold_op == ">="
     events = 0
     voltages: dict[str, np.ndarray] = {}
     if net.feedforward_order is None:
@@ -361,20 +336,17 @@ def run_fast(
         v_out = np.zeros((ticks, n) if record_v else (1, n), dtype=np.float32)
         out_ptr = np.zeros(ticks + 1, dtype=np.int64)
         idx, ptr = merge_lists([lists[s] for s in plan.sources], plan.offsets, ticks)
-        r, q, p = plan.runs, plan.runs_neg, plan.params
-        if plan.pop.model == "lif_curr_exp_no_delay":
-            events += k["cuba_layer"](
-                idx, ptr, shift, *r.blocks, r.wflat, aligned_zeros(n + BLOCK, plan.acc_dtype),
-                *q.blocks, q.wflat, aligned_zeros(n + BLOCK, plan.acc_dtype),
-                p["alpha_decay"], p["exc_decay"], p["inh_decay"], p["threshold"], p["i_offset"],
-                zero_reset, ge, opts.fma, opts.cuba_current == "updated", spk, v_out, record_v, out_idx, out_ptr,
-            )
-        else:
-            events += k["lif_layer"](
-                idx, ptr, shift, *r.blocks, r.wflat, aligned_zeros(n + BLOCK, plan.acc_dtype),
-                p["alpha_decay"], p["threshold"], p["i_offset"], zero_reset, ge, opts.fma,
-                spk, v_out, record_v, out_idx, out_ptr,
-            )
+        r, q = plan.runs, plan.runs_neg
+        neuron = plan.pop.neuron
+        if neuron is None:  # plan_network plans neuron populations only
+            msg = f"population {name!r} has no neuron model"
+            raise BackendError(msg)
+        layer = Layer(
+            idx, ptr, shift, r.blocks, r.wflat, aligned_zeros(n + BLOCK, plan.acc_dtype),
+            q.blocks, q.wflat, aligned_zeros(n + BLOCK, plan.acc_dtype) if neuron.split_sign else aligned_zeros(0, plan.acc_dtype),
+            plan.params, spk, v_out, record_v, out_idx, out_ptr,
+        )
+        events += neuron.launch(k[neuron.kernel], layer, opts)
         lists[name] = (out_idx[: out_ptr[-1]], out_ptr)
         internal[name] = spk[:, :n]
         if record_v:
@@ -425,12 +397,7 @@ class EmulatorBackend(TranslatedBackend):
     name = "emulator"
 
     def __init__(self, **options: Any) -> None:
-        from . import split_options
-
-        self.options, own = split_options(options, {"check_memory": True}, self.name)
-        #: refuse chunks that overflow a PE's SRAM, as the chip would (False: emulate anyway, e.g. to record v everywhere)
-        self.check_memory = bool(own["check_memory"])
-        super().__init__()
+        super().__init__(options)
         self.plans: dict[str, PlannedPopulation] = {}
         #: synaptic events of the last run (sum over projections of targets hit per source spike)
         self.last_events = 0
@@ -443,23 +410,14 @@ class EmulatorBackend(TranslatedBackend):
         self._workspace = {}
         return report
 
-    def run(self, spikes: Any, record: tuple[str, ...] = ("spikes",)) -> Any:
-        """Run one chunk ``[T, *input_shape]`` of 0/1 spikes for ``T + latency_ticks`` ticks."""
-        from . import RunResult
-        from .reference import run_network
-
-        net = self._loaded()
-        record = tuple(record)
-        arr = check_chunk(net, spikes, record)
-        if self.check_memory:
-            self._mapping().check_chunk(arr.shape[0] + net.latency_ticks, record, arr)
+    def _run(self, net: ChipNetwork, spikes: np.ndarray, record: tuple[str, ...]) -> RunResult:
         if net.feedforward_order is None:
-            all_spikes, voltages, ticks = run_network(net, arr, record)
+            all_spikes, voltages, ticks = run_network(net, spikes, record)
             self.last_events = -1
         else:
             # buffers are reused only when no hidden spikes leave this call (the output is copied below)
             workspace = None if "spikes" in record else self._workspace
-            all_spikes, voltages, ticks, self.last_events = run_fast(net, self.plans, arr, record, workspace)
+            all_spikes, voltages, ticks, self.last_events = run_fast(net, self.plans, spikes, record, workspace)
         out = np.concatenate([all_spikes[n] for n in net.output_names], axis=1)
         return RunResult(out, all_spikes if "spikes" in record else {}, voltages, ticks)
 

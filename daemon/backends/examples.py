@@ -1,7 +1,7 @@
 """Example NIR graphs with the shapes of published networks (random int8-valued weights, seeded).
 
 ``paper_gesture_graph``: the DVS Gesture P-SNN of MODEL.md (2x32x32 -> 3 conv LIF layers -> 256 -> 11),
-weights and thresholds chosen so that at ~5 % input activity the hidden layers spike at a few percent
+weights (in the chip's weight range) and thresholds chosen so that at ~5 % input activity the hidden layers spike at a few percent
 (the load a trained network puts on the chip). ``nmnist_graph``: shaped like the NIR paper's N-MNIST CNN
 (IF neurons, stride-2 conv, SumPool2d, Flatten, Affine with bias, 2x34x34 input).
 """
@@ -13,10 +13,12 @@ import itertools
 import numpy as np
 
 from ..nirnodes import leaky_lif
+from .chip import SPINNAKER2
 
 
 def _ints(rng: np.random.Generator, shape: tuple[int, ...], mean: float, std: float) -> np.ndarray:
-    return np.clip(np.round(rng.normal(mean, std, size=shape)), -127, 127).astype(np.float32)
+    wmax = SPINNAKER2.weight_max
+    return np.clip(np.round(rng.normal(mean, std, size=shape)), -wmax, wmax).astype(np.float32)
 
 
 #: firing thresholds (int8 weight units) that give a few percent activity at 5 % input

@@ -1,72 +1,30 @@
 """Memory model of the SpiNNaker2 chip: PE slices, SRAM per PE by kind, longest run (SPINNAKER2.md section 7).
 
-Exact word layouts are not public, so every constant lives in :data:`CONSTANTS` with its source tag
-([P] primary, [S] datasheet/paper, [I] inferred) and nothing else in this module holds a number.
-Correct a constant there and every report, default and refusal follows.
+Exact word layouts are not public, so every fact lives in the chip record (chip.py,
+:class:`SpiNNaker2Spec`, with its source tag) and nothing in this module holds a number. The model
+reads the spec the network was translated for (``net.spec``) or one passed in; correct a fact there and
+every report, default and refusal follows.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from ..errors import ChipMemoryError
+from .api import ChipPlan, MappingReport, PopulationMapping
+from .chip import SPINNAKER2, Fact, SpiNNaker2Spec
 from .translate import ChipNetwork, Population, Projection
 
-if TYPE_CHECKING:
-    from . import ChipPlan, MappingReport
+#: every fact of the default chip with its source tag (the record itself is chip.SPINNAKER2)
+CONSTANTS: dict[str, Fact] = SPINNAKER2.facts()
 
 
-class Constant(NamedTuple):
-    value: float
-    source: str
-    note: str
-
-
-CONSTANTS: dict[str, Constant] = {
-    "pes_per_chip": Constant(152, "[S]", "ARM Cortex-M4F PEs on one SpiNNaker2 chip"),
-    "pes_usable": Constant(148, "[S]", "PEs available to applications (the paper used 147)"),
-    "chips_per_board": Constant(48, "[S]", "SpiNNcloud 48-node board"),
-    "pe_sram_bytes": Constant(128 * 1024, "[S]", "SRAM per PE"),
-    "code_bytes": Constant(32 * 1024, "[S]", "program code"),
-    "heap_stack_bytes": Constant(4 * 1024, "[S]", "heap and stack inside the data region"),
-    "log_bytes": Constant(1024, "[I]", "log buffer in the data region"),
-    "pe_header_bytes": Constant(128, "[I]", "per-PE population header: counters, slice bounds, pointers"),
-    "lif_neuron_bytes": Constant(16, "[S/I]", "float32 v, threshold, alpha_decay, i_offset per neuron"),
-    "cuba_extra_bytes": Constant(16, "[S/I]", "float32 I_exc, I_inh, exc_decay, inh_decay per neuron (CubaLIF)"),
-    "input_buffer_words": Constant(2, "[I]", "int32 synaptic-input ring slots per neuron (plus conn_delay)"),
-    "synapse_bytes": Constant(4, "[I]", "one 32-bit word per stored dense synapse (int8 weight, delay, target index); zeros not stored"),
-    "row_header_bytes": Constant(8, "[I]", "per source neuron with synapses into the slice: row length and pointer"),
-    "conv_params_bytes": Constant(64, "[I]", "conv projection parameters (shapes, stride, padding, pooling)"),
-    "routing_entry_bytes": Constant(12, "[I]", "master population table entry per source PE slice (key, mask, address)"),
-    "spike_list_word_bytes": Constant(4, "[S]", "input spike lists: one word per spike"),
-    "spike_list_tick_bytes": Constant(4, "[I]", "input spike lists: index of each tick's first spike"),
-    "record_spike_bits": Constant(1, "[S]", "spike recording: 1 bit per neuron per tick, padded to 32-bit words"),
-    "record_v_bytes": Constant(4, "[S]", "voltage recording: float32 per neuron per tick"),
-    "pe_clock_hz": Constant(150e6, "[S]", "PE clock in the SNN flow"),
-    "sys_tick_s": Constant(1e-3, "[P]", "tick used to derive atoms-per-core defaults (sys_tick_in_s default)"),
-    "cycles_per_neuron": Constant(100, "[I]", "M4F cycles for one neuron update (float32, incl. loop and recording)"),
-    "cycles_per_event": Constant(10, "[I]", "cycles per synaptic event (row walk, int8 weight, int32 add)"),
-    "design_activity": Constant(0.1, "[I]", "fraction of source neurons spiking per tick that a PE must keep up with"),
-    "tick_budget_share": Constant(0.5, "[I]", "share of the tick a PE may use at design activity (margin for bursts)"),
-    "static_share": Constant(0.5, "[I]", "share of data SRAM a slice's static data may take; the rest is for buffers"),
-    "max_atoms": Constant(1024, "[I]", "largest slice the chip's key space and defaults allow"),
-    "spike_list_max_atoms": Constant(512, "[I]", "spike_list slice (spike sources split like the published 256-512 conv slices)"),
-    "default_input_activity": Constant(0.05, "[S]", "input spikes per tick as a fraction of input neurons (DVS Gesture, 32x32)"),
-}
-
-
-def C(name: str) -> float:
-    """Value of one constant."""
-    return CONSTANTS[name].value
-
-
-def data_bytes() -> int:
+def data_bytes(spec: SpiNNaker2Spec = SPINNAKER2) -> int:
     """Data SRAM per PE usable for network data and buffers."""
-    return int(C("pe_sram_bytes") - C("code_bytes") - C("heap_stack_bytes") - C("log_bytes"))
+    return spec.data_bytes
 
 
 @dataclass
@@ -82,13 +40,6 @@ class Slice:
     @property
     def n(self) -> int:
         return self.hi - self.lo
-
-
-def _neuron_bytes(pop: Population, conn_delay: int) -> int:
-    per = C("lif_neuron_bytes") + 4 * (C("input_buffer_words") + conn_delay)
-    if pop.model == "lif_curr_exp_no_delay":
-        per += C("cuba_extra_bytes")
-    return int(per)
 
 
 def _targets_fan_in(proj: Projection) -> np.ndarray:
@@ -114,12 +65,14 @@ def _targets_fan_in(proj: Projection) -> np.ndarray:
 class MemoryModel:
     """Slices every population onto PEs and accounts their SRAM; answers how long a run may be."""
 
-    def __init__(self, net: ChipNetwork) -> None:
+    def __init__(self, net: ChipNetwork, spec: SpiNNaker2Spec | None = None) -> None:
         self.net = net
+        #: the chip whose limits apply (default: the one the network was translated for)
+        self.spec = net.spec if spec is None else spec
         opts = net.options
         self.conn_delay = int(opts.conn_delay)
         n_in = net.populations[net.input_name].n
-        self.input_rate = float(opts.input_rate) if opts.input_rate is not None else C("default_input_activity") * n_in
+        self.input_rate = float(opts.input_rate) if opts.input_rate is not None else self.spec.default_input_activity * n_in
         self.fan_in = {id(p): _targets_fan_in(p) for p in net.projections}
         overrides = dict(opts.max_atoms_per_core)
         unknown = sorted(set(overrides) - set(net.populations))
@@ -143,6 +96,10 @@ class MemoryModel:
 
     # -- per-slice accounting ---------------------------------------------------------------------------
 
+    def neuron_bytes(self, pop: Population) -> int:
+        """SRAM per neuron of ``pop`` (0 for the spike source)."""
+        return 0 if pop.neuron is None else pop.neuron.bytes_per_neuron(self.spec, self.conn_delay)
+
     def n_slices(self, name: str) -> int:
         return math.ceil(self.net.populations[name].n / self.atoms[name])
 
@@ -152,39 +109,38 @@ class MemoryModel:
         routing = 0
         for proj in self.net.incoming(pop.name):
             if proj.kind == "conv":
-                synapses += proj.weight.size + int(C("conv_params_bytes"))
+                synapses += proj.weight.size + self.spec.conv_params_bytes
             else:
                 fan = self.fan_in[id(proj)][lo:hi]
                 rows = int(np.count_nonzero(np.any(proj.weight[:, lo:hi] != 0, axis=1))) * proj.pool[0] * proj.pool[1]
-                synapses += int(fan.sum()) * int(C("synapse_bytes")) + rows * int(C("row_header_bytes"))
-            routing += self.n_slices(proj.source) * int(C("routing_entry_bytes"))
-        neurons = int(C("pe_header_bytes"))
-        if pop.model != "spike_list":
-            neurons += (hi - lo) * _neuron_bytes(pop, self.conn_delay)
+                synapses += int(fan.sum()) * self.spec.synapse_bytes + rows * self.spec.row_header_bytes
+            routing += self.n_slices(proj.source) * self.spec.routing_entry_bytes
+        neurons = self.spec.pe_header_bytes
+        neurons += (hi - lo) * self.neuron_bytes(pop)
         return {"synapses": synapses, "neurons": neurons, "routing": routing}
 
     def per_tick_bytes(self, pop: Population, lo: int, hi: int, record: tuple[str, ...], rate: float) -> dict[str, float]:
         """Bytes one slice adds per tick: input spike list (at ``rate`` spikes/tick for its neurons) and recordings."""
         n = hi - lo
         out = {"spike_list": 0.0, "recording": 0.0}
-        if pop.model == "spike_list":
-            out["spike_list"] = rate * n / pop.n * C("spike_list_word_bytes") + C("spike_list_tick_bytes")
+        if pop.is_source:
+            out["spike_list"] = rate * n / pop.n * self.spec.spike_list_word_bytes + self.spec.spike_list_tick_bytes
             return out
         if pop.is_output or "spikes" in record:
-            out["recording"] += math.ceil(n * C("record_spike_bits") / 32) * 4
+            out["recording"] += math.ceil(n * self.spec.record_spike_bits / 32) * 4
         if "v" in record:
-            out["recording"] += n * C("record_v_bytes")
+            out["recording"] += n * self.spec.record_v_bytes
         return out
 
     def default_atoms(self, pop: Population) -> int:
         """Largest power of two whose slice fits the static SRAM share and the tick's cycle budget."""
-        if pop.model == "spike_list":
-            return int(C("spike_list_max_atoms"))
-        budget = C("pe_clock_hz") * C("sys_tick_s") * C("tick_budget_share")
-        static_cap = C("static_share") * data_bytes()
+        if pop.is_source:
+            return self.spec.spike_list_max_atoms
+        budget = self.spec.pe_clock_hz * self.spec.sys_tick_s * self.spec.tick_budget_share
+        static_cap = self.spec.static_share * self.spec.data_bytes
         best = 1
         atoms = 1
-        while atoms <= C("max_atoms"):
+        while atoms <= self.spec.max_atoms:
             lo, hi = 0, min(atoms, pop.n)
             # the densest slice decides: take the slice with the most synapses among equal-size windows
             static = 0
@@ -193,12 +149,12 @@ class MemoryModel:
                 fan = self.fan_in[id(proj)]
                 window = int(np.convolve(fan, np.ones(hi - lo, dtype=np.int64), mode="valid").max()) if fan.size else 0
                 if proj.kind == "conv":
-                    static += proj.weight.size + int(C("conv_params_bytes"))
+                    static += proj.weight.size + self.spec.conv_params_bytes
                 else:
-                    static += window * int(C("synapse_bytes"))
-                events += C("design_activity") * window
-            static += int(C("pe_header_bytes")) + (hi - lo) * _neuron_bytes(pop, self.conn_delay)
-            cycles = (hi - lo) * C("cycles_per_neuron") + events * C("cycles_per_event")
+                    static += window * self.spec.synapse_bytes
+                events += self.spec.design_activity * window
+            static += self.spec.pe_header_bytes + (hi - lo) * self.neuron_bytes(pop)
+            cycles = (hi - lo) * self.spec.cycles_per_neuron + events * self.spec.cycles_per_event
             if static > static_cap or cycles > budget:
                 break
             best = atoms
@@ -211,22 +167,20 @@ class MemoryModel:
 
     def slice_limits(self, record: tuple[str, ...], rate: float, counts: dict[int, int] | None = None, ticks: int | None = None) -> list[tuple[Slice, float, dict[str, float], int]]:
         """Per slice: (slice, max ticks, per-tick bytes, static total); ``counts`` = actual input spikes per PE."""
-        cap = data_bytes()
+        cap = self.spec.data_bytes
         out = []
         for sl in self.slices:
             pop = self.net.populations[sl.population]
             per = self.per_tick_bytes(pop, sl.lo, sl.hi, record, rate)
             static = sum(sl.static.values())
-            if counts is not None and ticks is not None and pop.model == "spike_list":
-                per["spike_list"] = (counts[sl.pe] * C("spike_list_word_bytes")) / max(ticks, 1) + C("spike_list_tick_bytes")
+            if counts is not None and ticks is not None and pop.is_source:
+                per["spike_list"] = (counts[sl.pe] * self.spec.spike_list_word_bytes) / max(ticks, 1) + self.spec.spike_list_tick_bytes
             grow = sum(per.values())
             limit = math.inf if grow == 0 else (cap - static) / grow
             out.append((sl, limit, per, static))
         return out
 
     def _report(self) -> MappingReport:
-        from . import MappingReport, PopulationMapping
-
         record: tuple[str, ...] = ()
         limits = self.slice_limits(record, self.input_rate)
         worst = min(limits, key=lambda x: x[1])
@@ -250,21 +204,19 @@ class MemoryModel:
                 rows.append(row)
             pops.append(PopulationMapping(name, pop.model, pop.n, self.atoms[name], len(rows), tuple(rows), first or 0))
         pes = len(self.slices)
-        usable = int(C("pes_usable"))
+        usable = self.spec.pes_usable
         chips: tuple[ChipPlan, ...] = ()
         if pes > usable:
             chips = self._multichip(usable)
-        too_big = [(sl, st) for sl, _, _, st in limits if st > data_bytes()]
+        too_big = [(sl, st) for sl, _, _, st in limits if st > self.spec.data_bytes]
         fits = pes <= usable and not too_big and max_ticks > 0
         if too_big:
             sl, st = too_big[0]
-            limiting = f"PE {sl.pe} ({sl.population}) static data {st} B > {data_bytes()} B"
+            limiting = f"PE {sl.pe} ({sl.population}) static data {st} B > {self.spec.data_bytes} B"
         return MappingReport(tuple(pops), pes, usable, self.input_rate, max_ticks, limiting, fits, chips)
 
     def _multichip(self, per_chip: int) -> tuple[ChipPlan, ...]:
         """Greedy plan: populations in feed-forward order fill chips of ``per_chip`` PEs; traffic = cut projections."""
-        from . import ChipPlan
-
         chip_of_slice: dict[int, int] = {}
         chip, used = 0, 0
         for sl in self.slices:
@@ -284,12 +236,12 @@ class MemoryModel:
             src_chips = {chip_of_slice[s.pe] for s in self.slices if s.population == proj.source}
             dst_chips = {chip_of_slice[s.pe] for s in self.slices if s.population == proj.target}
             src = self.net.populations[proj.source]
-            rate = self.input_rate if src.model == "spike_list" else C("default_input_activity") * src.n
+            rate = self.input_rate if src.is_source else self.spec.default_input_activity * src.n
             for c in src_chips:
                 if dst_chips - {c}:
                     traffic[c] += rate * (sum(s.n for s in self.slices if s.population == proj.source and chip_of_slice[s.pe] == c) / src.n)
-        if max(chip_pes) + 1 > C("chips_per_board"):
-            msg = f"graph needs {len(self.slices)} PEs, more than a {int(C('chips_per_board'))}-chip board ({int(C('chips_per_board')) * per_chip} PEs)"
+        if max(chip_pes) + 1 > self.spec.chips_per_board:
+            msg = f"graph needs {len(self.slices)} PEs, more than a {self.spec.chips_per_board}-chip board ({self.spec.chips_per_board * per_chip} PEs)"
             raise ChipMemoryError(msg)
         return tuple(ChipPlan(c, tuple(chip_pops[c]), chip_pes[c], traffic[c]) for c in sorted(chip_pes))
 
@@ -301,11 +253,11 @@ class MemoryModel:
         counts = {
             sl.pe: int(np.count_nonzero(flat[:, sl.lo : sl.hi]))
             for sl in self.slices
-            if self.net.populations[sl.population].model == "spike_list"
+            if self.net.populations[sl.population].is_source
         }
-        cap = data_bytes()
-        if len(self.slices) > C("pes_usable"):
-            msg = f"graph needs {len(self.slices)} PEs but one chip has {int(C('pes_usable'))}; see the multi-chip plan in the mapping report"
+        cap = self.spec.data_bytes
+        if len(self.slices) > self.spec.pes_usable:
+            msg = f"graph needs {len(self.slices)} PEs but one chip has {self.spec.pes_usable}; see the multi-chip plan in the mapping report"
             raise ChipMemoryError(msg)
         for sl, _lim, per, static in self.slice_limits(tuple(record), self.input_rate, counts, ticks):
             for buffer, per_tick in per.items():

@@ -21,9 +21,11 @@ import numpy as np
 import structlog
 
 from ..errors import BackendError
+from .api import RunResult
 from .base import TranslatedBackend
 from .memory import MemoryModel
 from .options import ChipOptions
+from .translate import ChipNetwork
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +43,6 @@ OWN_OPTIONS: dict[str, Any] = {
     "timeout_s": 2.0,  # reachability check
     "board": "chip",  # "chip": SpiNNaker2Chip(eth_ip=host); "48node": SpiNNcloud48NodeBoard(stm_ip=host)
     "reuse_hardware": True,  # keep the hardware object between runs where py-spinnaker2 allows
-    "check_memory": True,
 }
 
 #: ChipOptions switches describing unknown chip behaviour: the board does what it does, so they do not apply
@@ -137,9 +138,8 @@ class SpiNNaker2Backend(TranslatedBackend):
     name = "spinnaker2"
 
     def __init__(self, **options: Any) -> None:
-        from . import split_options
-
-        self.options, own = split_options(options, OWN_OPTIONS, self.name)
+        super().__init__(options, OWN_OPTIONS)
+        own = self.own
         self.host: str | None = own["host"] or os.environ.get("S2G_SPINNAKER2_HOST") or None
         self.sys_tick_s = float(own["sys_tick_s"])
         self.timeout_s = float(own["timeout_s"])
@@ -148,8 +148,6 @@ class SpiNNaker2Backend(TranslatedBackend):
             msg = f"option 'board' is {self.board!r}; expected 'chip' or '48node'"
             raise BackendError(msg)
         self.reuse_hardware = bool(own["reuse_hardware"])
-        self.check_memory = bool(own["check_memory"])
-        super().__init__()
         self._sdk: Any = None
         self._s2net: Any = None
         self._inp: Any = None
@@ -202,17 +200,9 @@ class SpiNNaker2Backend(TranslatedBackend):
             self._hw = hw
         return hw
 
-    def run(self, spikes: Any, record: tuple[str, ...] = ("spikes",)) -> Any:
+    def _run(self, net: ChipNetwork, arr: np.ndarray, record: tuple[str, ...]) -> RunResult:
         """Encode the chunk as spike lists, run ``T + latency_ticks`` ticks on the board, decode."""
-        from . import RunResult
-        from .emulator import check_chunk
-
-        net = self._loaded()
-        record = tuple(record)
-        arr = check_chunk(net, spikes, record)
         ticks = arr.shape[0] + net.latency_ticks
-        if self.check_memory:
-            self._mapping().check_chunk(ticks, record, arr)
         if "v" in record:
             for pop in self._outp:
                 if "v" not in pop.record:

@@ -11,14 +11,29 @@ after SumPool2d), and every path from a spike source is followed even when it ha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import UnsupportedGraphError
+from .chip import SPINNAKER2, SpiNNaker2Spec
+from .neurons import BY_NIR_TYPE, NeuronModel, convert_cubalif, convert_if, convert_lif
 from .options import ChipOptions
+
+__all__ = [
+    "SUPPORTED",
+    "ChipNetwork",
+    "Population",
+    "Projection",
+    "convert_cubalif",
+    "convert_if",
+    "convert_lif",
+    "quantize_conv",
+    "quantize_dense",
+    "translate",
+]
 
 #: NIR node types the chip cannot run, with the reason given in the error
 UNSUPPORTED_REASONS: dict[str, str] = {
@@ -33,9 +48,10 @@ UNSUPPORTED_REASONS: dict[str, str] = {
     "CubaLI": "non-spiking current-based integrators have no chip neuron model",
 }
 
-NEURON_TYPES = ("LIF", "IF", "CubaLIF")
+#: NIR neuron node types: whatever the neuron-model registry accepts (neurons.py)
+NEURON_TYPES = tuple(BY_NIR_TYPE)
 WEIGHT_TYPES = ("Conv2d", "Affine", "Linear")
-SUPPORTED = ("Input", "Output", "Conv2d", "SumPool2d", "Flatten", "Affine", "Linear", "LIF", "IF", "CubaLIF")
+SUPPORTED = ("Input", "Output", "Conv2d", "SumPool2d", "Flatten", "Affine", "Linear", *NEURON_TYPES)
 
 
 @dataclass
@@ -43,9 +59,12 @@ class Population:
     """A group of neurons on the chip (or the input spike source) with per-neuron float32 parameters."""
 
     name: str
-    model: str  # "spike_list", "lif_no_delay", "lif_conv2d", "lif_curr_exp_no_delay"
+    #: the chip's population model: "spike_list" for the input, else ``neuron``'s dense or conv model
+    model: str
     shape: tuple[int, ...]
     n: int
+    #: the neuron model (neurons.py); None for the input spike source
+    neuron: NeuronModel | None = None
     threshold: np.ndarray | None = None
     alpha_decay: np.ndarray | None = None
     i_offset: np.ndarray | None = None
@@ -55,6 +74,19 @@ class Population:
     v_scale: np.ndarray | None = None
     w_scale: float = 1.0
     is_output: bool = False
+
+    @property
+    def is_source(self) -> bool:
+        """The input spike source (no neurons to update, only spike lists)."""
+        return self.neuron is None
+
+    def param(self, name: str) -> np.ndarray:
+        """One float32 per-neuron parameter (a name in ``neuron.param_names``)."""
+        value = getattr(self, name)
+        if value is None:
+            msg = f"population {self.name!r} ({self.model}) has no parameter {name!r}"
+            raise UnsupportedGraphError(msg)
+        return np.asarray(value)
 
 
 @dataclass
@@ -104,6 +136,8 @@ class ChipNetwork:
     options: ChipOptions
     #: population order in which a feed-forward pass can compute everything; None when recurrent
     feedforward_order: tuple[str, ...] | None
+    #: the chip the network was translated for (weight range, memory model)
+    spec: SpiNNaker2Spec = SPINNAKER2
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -159,116 +193,34 @@ def _neuron_shape(node: object) -> tuple[int, ...]:
     return tuple(np.shape(node.v_threshold))  # type: ignore[attr-defined]
 
 
-# -- parameter translation (s2_nir.convert_LIF / convert_IF / convert_CubaLIF) ---------------------------
-
-
-def _flat(x: object, n: int) -> np.ndarray:
-    arr = np.asarray(x)
-    return np.broadcast_to(arr.ravel() if arr.ndim else arr, (n,)).astype(np.float32)
-
-
-def convert_lif(node: object, bias: np.ndarray, opts: ChipOptions, w_scale: float, n: int) -> dict[str, np.ndarray]:
-    """LIF -> lif_no_delay/lif_conv2d parameters, exactly as s2_nir.convert_LIF."""
-    dt = opts.dt
-    tau = node.tau.flatten()  # type: ignore[attr-defined]
-    if opts.integrator == "FORWARD":
-        r_factor = (dt / tau) * node.r.flatten()  # type: ignore[attr-defined]
-        v_leak_factor = dt / tau
-        alpha_decay = 1 - dt / node.tau  # type: ignore[attr-defined]
-    else:
-        r_factor = (1 - np.exp(-dt / tau)) * node.r.flatten()  # type: ignore[attr-defined]
-        v_leak_factor = 1 - np.exp(-dt / tau)
-        alpha_decay = np.exp(-dt / tau)
-    v_scale = 1.0 / r_factor
-    scale = v_scale * w_scale
-    return {
-        "threshold": _flat(node.v_threshold.flatten() * scale, n),  # type: ignore[attr-defined]
-        "alpha_decay": _flat(alpha_decay, n),
-        "i_offset": _flat(v_leak_factor * node.v_leak.flatten() * scale + bias.flatten() * w_scale, n),  # type: ignore[attr-defined]
-        "v_scale": np.broadcast_to(np.asarray(scale, dtype=np.float64).ravel(), (n,)).copy(),
-    }
-
-
-def convert_if(node: object, bias: np.ndarray, opts: ChipOptions, w_scale: float, n: int) -> dict[str, np.ndarray]:
-    """IF -> lif_no_delay/lif_conv2d with alpha_decay 1, exactly as s2_nir.convert_IF."""
-    bias_factor = node.r.flatten()  # type: ignore[attr-defined]
-    v_scale = 1.0 / bias_factor * w_scale
-    return {
-        "threshold": _flat(node.v_threshold.flatten() * v_scale, n),  # type: ignore[attr-defined]
-        "alpha_decay": np.ones(n, dtype=np.float32),
-        "i_offset": _flat(bias * w_scale, n),
-        "v_scale": np.broadcast_to(np.asarray(v_scale, dtype=np.float64).ravel(), (n,)).copy(),
-    }
-
-
-def convert_cubalif(node: object, bias: np.ndarray, opts: ChipOptions, w_scale: float, n: int) -> dict[str, np.ndarray]:
-    """CubaLIF -> lif_curr_exp_no_delay, exactly as s2_nir.convert_CubaLIF (arrays flattened first)."""
-    dt = opts.dt
-    tau_mem = np.asarray(node.tau_mem).flatten()  # type: ignore[attr-defined]
-    tau_syn = np.asarray(node.tau_syn).flatten()  # type: ignore[attr-defined]
-    r = np.asarray(node.r).flatten()  # type: ignore[attr-defined]
-    w_in = np.asarray(node.w_in).flatten()  # type: ignore[attr-defined]
-    if opts.integrator == "FORWARD":
-        r_factor = (dt / tau_mem) * r
-        w_in_factor = (dt / tau_syn) * w_in
-        v_leak_factor = dt / tau_mem
-        syn_decay = 1 - dt / tau_syn
-        alpha_decay = 1 - dt / tau_mem
-    else:
-        r_factor = (1 - np.exp(-dt / tau_mem)) * r
-        w_in_factor = (1 - np.exp(-dt / tau_syn)) * w_in
-        v_leak_factor = 1 - np.exp(-dt / tau_mem)
-        syn_decay = np.exp(-dt / tau_syn)
-        alpha_decay = np.exp(-dt / tau_mem)
-    v_scale = 1.0 / r_factor
-    i_scale = 1.0 / w_in_factor
-    scale = v_scale * i_scale * w_scale
-    v_leak = np.asarray(node.v_leak).flatten()  # type: ignore[attr-defined]
-    return {
-        "threshold": _flat(np.asarray(node.v_threshold).flatten() * scale, n),  # type: ignore[attr-defined]
-        "alpha_decay": _flat(alpha_decay, n),
-        "exc_decay": _flat(syn_decay, n),
-        "inh_decay": _flat(syn_decay, n),
-        "i_offset": _flat(v_leak_factor * v_leak * scale + bias * w_in * i_scale * w_scale, n),
-        "v_scale": np.broadcast_to(np.asarray(scale, dtype=np.float64).ravel(), (n,)).copy(),
-    }
-
-
-#: neuron node type -> (chip model when fed by dense projections, converter)
-NEURON_MODELS: dict[str, tuple[str, Callable[..., dict[str, np.ndarray]]]] = {
-    "LIF": ("lif_no_delay", convert_lif),
-    "IF": ("lif_no_delay", convert_if),
-    "CubaLIF": ("lif_curr_exp_no_delay", convert_cubalif),
-}
-
-
-def quantize_conv(weight: np.ndarray, w_scale: float) -> np.ndarray:
+def quantize_conv(weight: np.ndarray, w_scale: float, spec: SpiNNaker2Spec = SPINNAKER2) -> np.ndarray:
     """Conv kernel [C_out, C_in, kH, kW] -> int8 [C_in, C_out, kH, kW] by truncation toward zero, no clip.
 
-    s2_nir does ``(W.swapaxes(0,1) * w_scale).astype(np.int8)``; values outside int8 are undefined in C,
-    here they wrap modulo 256 (what x86 does), which only happens with weight_scale_percentile < 100.
+    s2_nir does ``(W.swapaxes(0,1) * w_scale).astype(np.int8)``; values outside the weight range are
+    undefined in C, here they wrap modulo ``2**spec.weight_bits`` (what x86 does for int8), which only
+    happens with weight_scale_percentile < 100.
     """
-    # s2_nir's w_scale is a float64 (127.0 / np.max(...)): the product must be float64 too, as there; a
+    # s2_nir's w_scale is a float64 (a float literal over np.max(...)): the product must be float64 too, as there; a
     # Python float would leave float32 weights in float32 (NEP 50) and round before the truncation
     scaled = weight.swapaxes(0, 1) * np.float64(w_scale)
-    return np.trunc(scaled).astype(np.int64).astype(np.int8)
+    return spec.wrap_weights(np.trunc(scaled).astype(np.int64))
 
 
-def quantize_dense(weight: np.ndarray, w_scale: float, rounding: str) -> np.ndarray:
-    """Dense weight [n_out, n_in] -> int8 [n_in, n_out]: ``W.T * w_scale`` rounded (half away or trunc), clipped to +-127 [I]."""
+def quantize_dense(weight: np.ndarray, w_scale: float, rounding: str, spec: SpiNNaker2Spec = SPINNAKER2) -> np.ndarray:
+    """Dense weight [n_out, n_in] -> int8 [n_in, n_out]: ``W.T * w_scale`` rounded (half away or trunc), clipped to ``+-spec.weight_max`` [I]."""
     scaled = weight.T * np.float64(w_scale)  # float64 as in s2_nir (see quantize_conv)
     if rounding == "truncate":
         q = np.trunc(scaled)
     else:
         q = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
-    return np.clip(q, -127, 127).astype(np.int8)
+    return spec.clip_weights(q)
 
 
 # -- graph walking -----------------------------------------------------------------------------------------
 
 
-def translate(graph: object, opts: ChipOptions) -> ChipNetwork:
-    """Translate a NIR graph to a ChipNetwork, raising UnsupportedGraphError for anything the chip cannot run."""
+def translate(graph: object, opts: ChipOptions, spec: SpiNNaker2Spec = SPINNAKER2) -> ChipNetwork:
+    """Translate a NIR graph for chip ``spec``, raising UnsupportedGraphError for anything the chip cannot run."""
     nodes: dict[str, object] = dict(graph.nodes)  # type: ignore[attr-defined]
     edges: list[tuple[str, str]] = [tuple(e) for e in graph.edges]  # type: ignore[attr-defined,misc]
     for name, node in nodes.items():
@@ -369,6 +321,7 @@ def translate(graph: object, opts: ChipOptions) -> ChipNetwork:
 
     # populations
     pops: dict[str, Population] = {input_name: Population(input_name, "spike_list", in_shape, int(np.prod(in_shape)))}
+    wmax = float(spec.weight_max)
     for name, node in nodes.items():
         kind = _type(node)
         if kind not in NEURON_TYPES:
@@ -400,30 +353,28 @@ def translate(graph: object, opts: ChipOptions) -> ChipNetwork:
                     all_w = np.concatenate((all_w, np.abs(w.weight).flatten()))  # type: ignore[attr-defined]
                 max_abs = np.percentile(all_w, opts.weight_scale_percentile)
             if not max_abs > 0:
-                msg = f"population {name!r}: all incoming weights are zero, w_scale = 127/0 is undefined; disable scale_weights"
+                msg = f"population {name!r}: all incoming weights are zero, w_scale = {spec.weight_max}/0 is undefined; disable scale_weights"
                 raise UnsupportedGraphError(msg)
-            w_scale = 127.0 / max_abs
-        model, convert = NEURON_MODELS[kind]
+            w_scale = wmax / max_abs
+        neuron = BY_NIR_TYPE[kind]
         is_conv = any(_type(w) == "Conv2d" for w in wnodes)
-        if kind == "CubaLIF" and is_conv:
-            msg = f"CubaLIF node {name!r} is fed by a Conv2d; the chip has no conv CubaLIF model (lif_curr_exp_no_delay is dense only)"
+        if is_conv and not neuron.conv_allowed:
+            msg = f"{kind} node {name!r} is fed by a Conv2d; the chip has no conv variant of {neuron.dense_model} (dense projections only)"
             raise UnsupportedGraphError(msg)
-        if is_conv:
-            model = "lif_conv2d"
-        params = convert(node, bias, opts, w_scale, n)
+        params = neuron.converters[kind](node, bias, opts, w_scale, n)
         pops[name] = Population(
-            name, model, shape, n,
+            name, neuron.chip_model(is_conv), shape, n, neuron,
             threshold=params["threshold"], alpha_decay=params["alpha_decay"], i_offset=params["i_offset"],
             exc_decay=params.get("exc_decay"), inh_decay=params.get("inh_decay"),
             v_scale=params["v_scale"], w_scale=float(w_scale), is_output=name in outputs,
         )
 
-    projections = [_projection(p, nodes, pops, opts) for p in parsed]
+    projections = [_projection(p, nodes, pops, opts, spec) for p in parsed]
     order = _topological(pops, projections, input_name)
-    return ChipNetwork(pops, projections, input_name, tuple(dict.fromkeys(outputs)), opts, order)
+    return ChipNetwork(pops, projections, input_name, tuple(dict.fromkeys(outputs)), opts, order, spec)
 
 
-def _projection(p: dict[str, object], nodes: dict[str, object], pops: dict[str, Population], opts: ChipOptions) -> Projection:
+def _projection(p: dict[str, object], nodes: dict[str, object], pops: dict[str, Population], opts: ChipOptions, spec: SpiNNaker2Spec) -> Projection:
     src, tgt = str(p["src"]), str(p["tgt"])
     chain: tuple[str, ...] = tuple(p["chain"])  # type: ignore[arg-type]
     spop, tpop = pops[src], pops[tgt]
@@ -477,7 +428,7 @@ def _projection(p: dict[str, object], nodes: dict[str, object], pops: dict[str, 
             h_out = (pooled[1] + 2 * pad[0] - kh) // stride[0] + 1
             w_out = (pooled[2] + 2 * pad[1] - kw) // stride[1] + 1
             out_shape = (weight.shape[0], h_out, w_out)
-            kernel = quantize_conv(weight, tpop.w_scale)
+            kernel = quantize_conv(weight, tpop.w_scale, spec)
             proj = Projection(src, tgt, "conv", kernel, src_shape, pool, stride, pad, out_shape, chain)
         else:
             weight = np.asarray(wnode.weight)  # type: ignore[attr-defined]
@@ -485,7 +436,7 @@ def _projection(p: dict[str, object], nodes: dict[str, object], pops: dict[str, 
             if weight.ndim != 2 or weight.shape[1] != n_in:
                 msg = f"{_type(wnode)} {wname!r}: weight shape {weight.shape} does not take the {n_in} (pooled, flattened) outputs of {src!r}"
                 raise UnsupportedGraphError(msg)
-            q = quantize_dense(weight, tpop.w_scale, opts.dense_rounding)
+            q = quantize_dense(weight, tpop.w_scale, opts.dense_rounding, spec)
             proj = Projection(src, tgt, "dense", q, src_shape, pool, (1, 1), (0, 0), (weight.shape[0],), chain)
     if proj.kind == "conv" and opts.conn_delay != 0:
         # s2_nir asserts delay == 0 for conv and sum-pool projections: the chip's conv synapses have no delay
