@@ -17,13 +17,24 @@ How a client knows the daemon is there, without sleeping (ZeroMQ's slow-joiner p
 
   The heartbeat wait comes first (it says *which* daemon answered and in which state); the input wait
   second (it says our socket is joined). Both have deadlines and fail with :class:`NoDaemonError`.
+
+What a consumer receives are the typed records of :mod:`s2gesture.daemon.wire` (``Pred``, ``Gesture``,
+``Status``), validated on decode; anything that does not decode is skipped.
+
+Remote daemons (docs/remote.md): every client takes ``--curve-server-key`` and ``--curve-keys``
+(:func:`add_curve_arguments`, :func:`curve_from_args`); the socket helpers here make their sockets CURVE
+clients with them. A CURVE handshake the daemon refuses is silent in ZeroMQ (the client just never
+connects), so the deadline errors name the keys as the likely cause.
 """
 
 from __future__ import annotations
 
+import argparse
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -63,15 +74,144 @@ def _deadline_ms(deadline: float) -> int:
     return max(0, int((deadline - time.monotonic()) * 1000))
 
 
+# ------------------------------------------------------------------------------------------------ CURVE
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """A CURVE client's keys (Z85 bytes): the daemon's public key and our own keypair."""
+
+    server_public: bytes
+    public: bytes
+    secret: bytes = field(repr=False)
+    #: where our keypair came from (for error messages; never the secret itself)
+    source: str = ""
+
+    def apply(self, sock: zmq.Socket[Any]) -> None:
+        """Make ``sock`` a CURVE client of the daemon (before it connects)."""
+        sock.curve_serverkey = self.server_public
+        sock.curve_publickey = self.public
+        sock.curve_secretkey = self.secret
+
+
+def _is_z85_key(text: str) -> bool:
+    from zmq.utils import z85
+
+    if len(text) != 40:
+        return False
+    try:
+        return len(z85.decode(text.encode("ascii"))) == 32
+    except (ValueError, KeyError, TypeError, UnicodeEncodeError):
+        return False
+
+
+def _load_certificate(path: Path, option: str) -> tuple[bytes, bytes | None]:
+    """``(public, secret or None)`` of a zmq.auth certificate file, or a ClientError naming the file."""
+    import zmq.auth
+
+    if not path.is_file():
+        msg = f"{option} {path}: no such file; create keys with `s2gesture keys DIR --name NAME`"
+        raise ClientError(msg)
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        msg = (
+            f"{option} {path} is not a zmq.auth certificate file (expected 'public-key = \"...\"' lines "
+            f"as written by `s2gesture keys`): {exc}"
+        )
+        raise ClientError(msg) from None
+    if not _is_z85_key(public.decode("ascii", "replace")):
+        msg = f"{option} {path}: its public-key is not a 40-character Z85 CURVE key"
+        raise ClientError(msg)
+    return public, secret
+
+
+def load_server_key(value: str) -> bytes:
+    """The daemon's public key from ``--curve-server-key``: a 40-character Z85 key or a certificate file."""
+    if _is_z85_key(value):
+        return value.encode("ascii")
+    path = Path(value)
+    if not path.exists() and len(value) == 40:
+        msg = f"--curve-server-key {value!r} is neither a Z85 CURVE key nor an existing file"
+        raise ClientError(msg)
+    public, _ = _load_certificate(path, "--curve-server-key")
+    return public
+
+
+def load_client_keys(path: str | Path) -> tuple[bytes, bytes]:
+    """Our ``(public, secret)`` from ``--curve-keys``: the ``NAME.key_secret`` file of `s2gesture keys`."""
+    path = Path(path)
+    public, secret = _load_certificate(path, "--curve-keys")
+    if secret is None or not _is_z85_key(secret.decode("ascii", "replace")):
+        hint = f"; pass {path.name}_secret instead" if path.suffix == ".key" else ""
+        msg = f"--curve-keys {path} holds no secret-key (only the NAME.key_secret file does){hint}"
+        raise ClientError(msg)
+    return public, secret
+
+
+def add_curve_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--curve-server-key`` and ``--curve-keys``: the options every client has for a CURVE daemon."""
+    group = parser.add_argument_group(
+        "remote daemon (CURVE, see docs/remote.md)",
+        "A daemon bound to a non-loopback address speaks CURVE and admits only allow-listed client keys.",
+    )
+    group.add_argument(
+        "--curve-server-key",
+        metavar="FILE|Z85",
+        help="the daemon's public key: its 40-character Z85 text or the NAME.key file from `s2gesture keys`",
+    )
+    group.add_argument(
+        "--curve-keys",
+        metavar="FILE",
+        help="this client's keypair: the NAME.key_secret file from `s2gesture keys` (its public key must be in "
+        "the daemon's curve.client_public_keys)",
+    )
+
+
+def curve_from_args(args: argparse.Namespace) -> CurveKeys | None:
+    """The CURVE keys the options name (None when neither is given); both or neither."""
+    server = getattr(args, "curve_server_key", None)
+    mine = getattr(args, "curve_keys", None)
+    if server is None and mine is None:
+        return None
+    if server is None or mine is None:
+        given, missing = ("--curve-server-key", "--curve-keys") if server else ("--curve-keys", "--curve-server-key")
+        msg = (
+            f"{given} needs {missing} too: a CURVE client needs the daemon's public key and its own keypair "
+            "(the daemon admits only allow-listed client keys)"
+        )
+        raise ClientError(msg)
+    public, secret = load_client_keys(mine)
+    return CurveKeys(load_server_key(server), public, secret, source=str(mine))
+
+
+def curve_hint(curve: CurveKeys | None) -> str:
+    """What to check when a CURVE client heard nothing (ZeroMQ gives a refused handshake no error)."""
+    if curve is None:
+        return ""
+    return (
+        f" With CURVE, also check that --curve-server-key is the daemon's public key and that the public key "
+        f"of {curve.source or 'your --curve-keys'} ({curve.public.decode()}) is in its curve.client_public_keys."
+    )
+
+
 # ---------------------------------------------------------------------------------------- consumer side
 
 
 def open_output(
-    ctx: zmq.Context[Any], endpoints: str | Sequence[str], topics: Iterable[str] = (wire.OUTPUT_PREFIX,)
+    ctx: zmq.Context[Any],
+    endpoints: str | Sequence[str],
+    topics: Iterable[str] = (wire.OUTPUT_PREFIX,),
+    *,
+    curve: CurveKeys | None = None,
 ) -> zmq.Socket[Any]:
     """A SUB connected to the daemon's output, subscribed to ``topics`` (prefixes) and to the status topic."""
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        curve.apply(sub)
+        # remembered for the deadline error of wait_for_status
+        _CURVE_OF[sub] = curve
     # unbounded receive queue: eval must not lose a final decision while it is busy sending
     sub.setsockopt(zmq.RCVHWM, 0)
     subscribed = set(topics) | {wire.STATUS_TOPIC}
@@ -82,11 +222,16 @@ def open_output(
     return sub
 
 
-def receive(sub: zmq.Socket[Any], timeout_s: float) -> tuple[str, dict[str, Any]] | None:
-    """The next decodable output message, or None when none arrives within ``timeout_s``.
+#: socket -> the CURVE keys it was opened with (a socket's attributes are its options, so not there)
+_CURVE_OF: weakref.WeakKeyDictionary[zmq.Socket[Any], CurveKeys] = weakref.WeakKeyDictionary()
 
-    Messages that do not decode (a foreign publisher on a shared bus or proxy) are skipped: one stray
-    message must not end a listener, a robot controller or an evaluation.
+
+def receive(sub: zmq.Socket[Any], timeout_s: float) -> wire.Output | None:
+    """The next decodable output message (a ``wire.Pred``, ``Gesture`` or ``Status``), or None after ``timeout_s``.
+
+    Messages that do not decode or validate (a foreign publisher on a shared bus or proxy, a newer
+    daemon's message this client cannot read) are skipped: one stray message must not end a listener,
+    a robot controller or an evaluation.
     """
     deadline = time.monotonic() + timeout_s
     while True:
@@ -94,7 +239,7 @@ def receive(sub: zmq.Socket[Any], timeout_s: float) -> tuple[str, dict[str, Any]
         if not sub.poll(remaining_ms, zmq.POLLIN):
             return None
         try:
-            return wire.decode_output(sub.recv_multipart())
+            return wire.decode_message(sub.recv_multipart())
         except ProtocolError:
             continue
 
@@ -104,8 +249,8 @@ def wait_for_status(
     timeout_s: float,
     *,
     states: Iterable[str] | None = None,
-    on_message: Callable[[str, dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+    on_message: Callable[[wire.Output], None] | None = None,
+) -> wire.Status:
     """The first status heartbeat (in one of ``states`` when given); raises NoDaemonError after ``timeout_s``.
 
     Other messages that arrive meanwhile go to ``on_message`` (or are dropped).
@@ -123,18 +268,18 @@ def wait_for_status(
             msg = (
                 f"no s2gestured status heartbeat{want} on {endpoint} within {timeout_s:g} s{seen}; "
                 "is the daemon running (systemctl status s2gestured) and is --output its output endpoint?"
+                + curve_hint(_CURVE_OF.get(sub))
             )
             raise NoDaemonError(msg)
         got = receive(sub, remaining)
         if got is None:
             continue
-        topic, body = got
-        if topic == wire.STATUS_TOPIC:
-            last_state = body.get("state")
+        if isinstance(got, wire.Status):
+            last_state = got.state
             if wanted is None or last_state in wanted:
-                return body
+                return got
         elif on_message is not None:
-            on_message(topic, body)
+            on_message(got)
 
 
 # ------------------------------------------------------------------------------------------ sender side
@@ -164,8 +309,10 @@ class EventSender:
         *,
         lossless: bool,
         stall_timeout_s: float = 30.0,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.lossless = lossless
+        self.curve = curve
         self.stall_timeout_s = stall_timeout_s
         self.stats = SendStats()
         self.endpoints = split_endpoints(endpoints)
@@ -179,6 +326,8 @@ class EventSender:
             sock.setsockopt(zmq.XPUB_VERBOSE, 1)
         # time for the last packets and the eos to leave on close (then ctx.term() returns regardless)
         sock.setsockopt(zmq.LINGER, 2000)
+        if curve is not None:
+            curve.apply(sock)
         for endpoint in self.endpoints:
             sock.connect(endpoint)
         self.sock = sock
@@ -207,7 +356,10 @@ class EventSender:
                     self.subscriptions.discard(frame[1:])
             hint = "is the daemon running with a live (SUB) input on this endpoint?"
         mode = "lossless PUSH" if self.lossless else "live XPUB"
-        msg = f"no daemon input accepted our {mode} connection to {', '.join(self.endpoints)} within {timeout_s:g} s; {hint}"
+        msg = (
+            f"no daemon input accepted our {mode} connection to {', '.join(self.endpoints)} within {timeout_s:g} s; "
+            f"{hint}{curve_hint(self.curve)}"
+        )
         raise NoDaemonError(msg)
 
     def send(

@@ -25,7 +25,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
+
+from s2gesture.daemon import wire
 
 from . import bus
 
@@ -139,7 +141,7 @@ def stop_daemon(daemon: Daemon, out: TextIO) -> int | None:
     return proc.returncode
 
 
-def wait_until_serving(daemon: Daemon, timeout_s: float) -> dict[str, Any]:
+def wait_until_serving(daemon: Daemon, timeout_s: float) -> wire.Status:
     """The daemon's first heartbeat in a serving state; raises ClientError if the process dies first."""
     ctx = bus.context()
     sub = bus.open_output(ctx, daemon.output, topics=())
@@ -201,17 +203,15 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             )
             status = wait_until_serving(daemon, DAEMON_START_TIMEOUT_S)
             ready_s = time.monotonic() - started
-            model = status.get("model") or {}
-            name = model.get("name", "?") if isinstance(model, dict) else model
             print(
-                f"s2gestured {status.get('state')} after {ready_s:.1f} s: backend {status.get('backend')}, "
-                f"model {name}, window {status.get('window_ticks')} ticks, stride {status.get('stride_ticks')}",
+                f"s2gestured {status.state} after {ready_s:.1f} s: backend {status.backend}, "
+                f"model {status.model_name}, window {status.window_ticks} ticks, stride {status.stride_ticks}",
                 file=out,
                 flush=True,
             )
             print(f"\n{'#':>3}  {'true gesture':<28} {'recognised':<28} conf   ok", file=out)
 
-            def on_final(res: live_eval.SegmentResult, body: dict[str, Any]) -> None:
+            def on_final(res: live_eval.SegmentResult, final: wire.Gesture) -> None:
                 index = list(results_order).index(res.segment) + 1 if res.segment in results_order else 0
                 ok = "yes" if res.correct else "no"
                 true_label = labels[res.label] if 0 <= res.label < len(labels) else str(res.label)

@@ -72,7 +72,8 @@ class EvalResult:
     classes: list[str]
     pred_latency_ms: list[float]
     replay: replay.ReplayStats
-    daemon: dict[str, Any]
+    #: the daemon's last status heartbeat
+    daemon: wire.Status
 
     @property
     def n_decided(self) -> int:
@@ -114,7 +115,7 @@ class EvalResult:
                 "wall_s": self.replay.wall_s,
                 "events_per_s": self.replay.events_per_s,
             },
-            "daemon": {k: self.daemon.get(k) for k in ("backend", "model", "state")},
+            "daemon": {"backend": self.daemon.backend, "model": self.daemon.model, "state": self.daemon.state},
             "segments": [
                 {k: v for k, v in asdict(s).items() if k != "eos_sent_s"} | {"correct": s.correct} for s in self.segments
             ],
@@ -140,7 +141,8 @@ class Collector:
         sub: Any,
         stream: str,
         results: dict[str, SegmentResult],
-        on_final: Callable[[SegmentResult, dict[str, Any]], None] | None = None,
+        on_final: Callable[[SegmentResult, wire.Gesture], None] | None = None,
+        status: wire.Status | None = None,
     ) -> None:
         self.sub = sub
         self.stream = stream
@@ -148,7 +150,8 @@ class Collector:
         self.on_final = on_final
         self.pred_latency_ms: list[float] = []
         self.finals = 0
-        self.status: dict[str, Any] = {}
+        #: the latest heartbeat
+        self.status = status
 
     def drain(self) -> None:
         """Handle every message waiting on the socket (never blocks)."""
@@ -156,40 +159,36 @@ class Collector:
             got = bus.receive(self.sub, 0)
             if got is None:
                 return
-            self.handle(*got)
+            self.handle(got)
 
-    def handle(self, topic: str, body: dict[str, Any]) -> None:
+    def handle(self, msg: wire.Output) -> None:
         """Record one output message."""
-        if topic == wire.STATUS_TOPIC:
-            self.status = body
+        if isinstance(msg, wire.Status):
+            self.status = msg
             return
-        if body.get("stream") != self.stream:
+        if msg.stream != self.stream:
             return
-        res = self.results.get(str(body.get("segment")))
-        if topic.startswith(wire.PRED_PREFIX):
-            latency = body.get("latency_ms")
-            if isinstance(latency, (int, float)):
-                self.pred_latency_ms.append(float(latency))
+        if isinstance(msg, wire.Pred):
+            self.pred_latency_ms.append(msg.latency_ms)
             return
-        if res is None or not topic.startswith(wire.GESTURE_PREFIX):
+        res = self.results.get(str(msg.segment))
+        if res is None:
             return
-        class_id = int(body.get("class_id", -1))
-        if body.get("final"):
+        if msg.final:
             if res.predicted is not None:
                 return  # a repeated final (e.g. after a flush) does not change the first answer
-            res.predicted = class_id
-            res.predicted_label = body.get("label")
-            res.confidence = float(body.get("confidence", 0.0))
+            res.predicted = msg.class_id
+            res.predicted_label = msg.label
+            res.confidence = msg.confidence
             if res.eos_sent_s is not None:
                 res.final_wait_ms = (time.monotonic() - res.eos_sent_s) * 1e3
             self.finals += 1
             if self.on_final is not None:
-                self.on_final(res, body)
+                self.on_final(res, msg)
             return
         res.onsets += 1
-        t_end = body.get("t_end")
-        if class_id == res.label and res.time_to_correct_ms is None and isinstance(t_end, int):
-            res.time_to_correct_ms = max(0.0, (t_end - res.t_first_us) / 1e3)
+        if msg.class_id == res.label and res.time_to_correct_ms is None and msg.t_end is not None:
+            res.time_to_correct_ms = max(0.0, (msg.t_end - res.t_first_us) / 1e3)
 
 
 def evaluate_live(
@@ -203,28 +202,29 @@ def evaluate_live(
     speed: float = math.inf,
     timeout_s: float = 10.0,
     final_timeout_s: float = 60.0,
-    on_final: Callable[[SegmentResult, dict[str, Any]], None] | None = None,
+    on_final: Callable[[SegmentResult, wire.Gesture], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    curve: bus.CurveKeys | None = None,
 ) -> EvalResult:
     """Replay labelled ``recordings`` losslessly through a running daemon and collect its decisions."""
     ctx = bus.context()
     try:
-        sub = bus.open_output(ctx, output_endpoint, topics=(wire.PRED_PREFIX + f"{stream}/", wire.GESTURE_PREFIX + f"{stream}/"))
+        topics = (wire.PRED_PREFIX + f"{stream}/", wire.GESTURE_PREFIX + f"{stream}/")
+        sub = bus.open_output(ctx, output_endpoint, topics=topics, curve=curve)
         try:
             # the heartbeat proves our SUB is joined: no final decision published from now on is missed
             status = bus.wait_for_status(sub, timeout_s, states=bus.SERVING_STATES)
-            if status.get("mode") == "live":
+            if status.mode == "live":
                 msg = (
                     "eval needs the daemon's lossless input (nothing may be dropped), but this daemon's input is "
                     'live; run it with input.mode = "lossless" (env S2G_INPUT__MODE=lossless)'
                 )
                 raise bus.ClientError(msg)
-            sender = bus.EventSender(ctx, input_endpoint, lossless=True, stall_timeout_s=final_timeout_s)
+            sender = bus.EventSender(ctx, input_endpoint, lossless=True, stall_timeout_s=final_timeout_s, curve=curve)
             try:
                 sender.wait_ready(timeout_s)
                 results: dict[str, SegmentResult] = {}
-                collector = Collector(sub, stream, results, on_final)
-                collector.status = status
+                collector = Collector(sub, stream, results, on_final, status)
                 writer = replay.StreamWriter(
                     sender, stream, packet_us=packet_us, pacer=replay.Pacer(speed), watch=sub, drain=collector.drain
                 )
@@ -246,7 +246,7 @@ def evaluate_live(
                 while collector.finals < len(results) and time.monotonic() < deadline:
                     got = bus.receive(sub, min(0.5, max(0.0, deadline - time.monotonic())))
                     if got is not None:
-                        collector.handle(*got)
+                        collector.handle(got)
             finally:
                 sender.close()
         finally:
@@ -257,10 +257,10 @@ def evaluate_live(
     return EvalResult(list(results.values()), classes, collector.pred_latency_ms, writer.stats, collector.status or status)
 
 
-def _classes(status: dict[str, Any], collector: Collector) -> list[str]:
+def _classes(status: wire.Status, collector: Collector) -> list[str]:
     from s2gesture.daemon.card import GESTURE_CLASSES
 
-    model = status.get("model")
+    model = status.model
     if isinstance(model, dict) and isinstance(model.get("classes"), list):
         return [str(c) for c in model["classes"]]
     n = max([len(GESTURE_CLASSES)] + [res.label + 1 for res in collector.results.values()])
@@ -344,6 +344,7 @@ def cli(argv: list[str] | None = None) -> int:
             timeout_s=args.timeout,
             final_timeout_s=args.final_timeout,
             progress=bar.update,
+            curve=bus.curve_from_args(args),
         )
         bar.close()
     except bus.NoDaemonError as exc:

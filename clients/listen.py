@@ -8,6 +8,8 @@ Readable lines (one per message)::
     status   ready  emulator  psnn_int8  up 12 s  streams: cam0 (1520 pkts, 2.1 M ev, 0 dropped)
 
 ``--json`` prints one JSON object per message: ``{"topic": ..., **body}`` (bytes as hex), suited to ``jq``.
+The body is re-encoded from the validated record (``wire.Pred/Gesture/Status.to_body()``), so keys this
+client does not know are not printed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from s2gesture.daemon import wire
@@ -26,42 +28,36 @@ from . import bus
 KINDS: dict[str, str] = {"pred": wire.PRED_PREFIX, "gesture": wire.GESTURE_PREFIX, "status": wire.STATUS_TOPIC}
 
 
-def _span(body: Mapping[str, Any]) -> str:
-    t0, t1 = body.get("t_start"), body.get("t_end")
-    if isinstance(t0, int) and isinstance(t1, int):
-        return f"t={t0 / 1e6:.3f}-{t1 / 1e6:.3f} s"
+def _span(msg: wire.Pred | wire.Gesture) -> str:
+    if msg.t_start is not None and msg.t_end is not None:
+        return f"t={msg.t_start / 1e6:.3f}-{msg.t_end / 1e6:.3f} s"
     return ""
 
 
-def _segment(body: Mapping[str, Any]) -> str:
-    return f"  [segment {body['segment']}]" if body.get("segment") else ""
+def _segment(msg: wire.Pred | wire.Gesture) -> str:
+    return f"  [segment {msg.segment}]" if msg.segment else ""
 
 
-def format_pred(body: Mapping[str, Any]) -> str:
+def format_pred(msg: wire.Pred) -> str:
     """One line for a ``pred`` message."""
-    latency = body.get("latency_ms")
-    lat = f"  {latency:.1f} ms" if isinstance(latency, (int, float)) else ""
+    runs = f"  {msg.runs} runs" if msg.runs > 1 else ""
     return (
-        f"pred     {body.get('stream', '?'):<8} {body.get('label', '?')!s:<28} "
-        f"{float(body.get('confidence', 0.0)):.2f}  {_span(body):<22}{lat}{_segment(body)}"
+        f"pred     {msg.stream:<8} {msg.label:<28} {msg.confidence:.2f}  {_span(msg):<22}"
+        f"  {msg.latency_ms:.1f} ms{runs}{_segment(msg)}"
     )
 
 
-def format_gesture(body: Mapping[str, Any]) -> str:
+def format_gesture(msg: wire.Gesture) -> str:
     """One line for a ``gesture`` message (onsets as ``gesture``, end-of-segment decisions as ``FINAL``)."""
-    kind = "FINAL   " if body.get("final") else "gesture "
-    return (
-        f"{kind} {body.get('stream', '?'):<8} {body.get('label', '?')!s:<28} "
-        f"{float(body.get('confidence', 0.0)):.2f}  {_span(body):<22}{_segment(body)}"
-    )
+    kind = "FINAL   " if msg.final else "gesture "
+    return f"{kind} {msg.stream:<8} {msg.label:<28} {msg.confidence:.2f}  {_span(msg):<22}{_segment(msg)}"
 
 
-def _model(body: Mapping[str, Any]) -> str:
-    model = body.get("model")
-    if isinstance(model, Mapping):
-        name, digest = model.get("name", "?"), str(model.get("hash", ""))
-        return f"{name}{' ' + digest[:12] if digest else ''}"
-    return str(model)
+def _model(model: Mapping[str, Any] | None) -> str:
+    if model is None:
+        return "?"
+    name, digest = model.get("name", "?"), str(model.get("hash", ""))
+    return f"{name}{' ' + digest[:12] if digest else ''}"
 
 
 def _si(n: float) -> str:
@@ -71,41 +67,32 @@ def _si(n: float) -> str:
     return f"{n:g}"
 
 
-def format_status(body: Mapping[str, Any]) -> str:
-    """One line for a ``status`` heartbeat."""
-    streams = body.get("streams") or {}
-    parts = []
-    if isinstance(streams, Mapping):
-        for sid, st in streams.items():
-            if not isinstance(st, Mapping):
-                continue
-            dropped = st.get("dropped") or {}
-            n_dropped = sum(dropped.values()) if isinstance(dropped, Mapping) else dropped
-            parts.append(
-                f"{sid} ({st.get('packets', 0)} pkts, {_si(float(st.get('events', 0)))} ev, {n_dropped} dropped)"
-            )
-    uptime = body.get("uptime_s")
-    up = f"up {uptime:.0f} s" if isinstance(uptime, (int, float)) else ""
+def n_dropped(counters: Mapping[str, Any]) -> Any:
+    """A stream's dropped packets in total (the daemon sends them per reason)."""
+    dropped = counters.get("dropped") or {}
+    return sum(v for v in dropped.values() if isinstance(v, int | float)) if isinstance(dropped, Mapping) else dropped
+
+
+def format_status(msg: wire.Status) -> str:
+    """One line for a ``status`` heartbeat (with the backend's error when it has one)."""
+    parts = [
+        f"{sid} ({st.get('packets', 0)} pkts, {_si(float(st.get('events', 0)))} ev, {n_dropped(st)} dropped)"
+        for sid, st in msg.streams.items()
+    ]
+    error = f"  error: {msg.error}" if msg.error else ""
     return (
-        f"status   {body.get('state', '?'):<9} {body.get('backend', '?')}  {_model(body)}  {up}  "
-        f"streams: {', '.join(parts) if parts else 'none'}"
+        f"status   {msg.state:<9} {msg.backend or '?'}  {_model(msg.model)}  up {msg.uptime_s:.0f} s  "
+        f"streams: {', '.join(parts) if parts else 'none'}{error}"
     )
 
 
-#: topic prefix -> formatter (registry rather than a ladder; unknown topics print generically)
-FORMATTERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
-    wire.PRED_PREFIX: format_pred,
-    wire.GESTURE_PREFIX: format_gesture,
-    wire.STATUS_TOPIC: format_status,
-}
-
-
-def format_line(topic: str, body: Mapping[str, Any]) -> str:
+def format_line(msg: wire.Output) -> str:
     """The readable line of any output message."""
-    for prefix, fmt in FORMATTERS.items():
-        if topic.startswith(prefix):
-            return fmt(body)
-    return f"{topic} {body}"
+    if isinstance(msg, wire.Pred):
+        return format_pred(msg)
+    if isinstance(msg, wire.Gesture):
+        return format_gesture(msg)
+    return format_status(msg)
 
 
 def _jsonable(value: Any) -> Any:
@@ -118,9 +105,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def format_json(topic: str, body: Mapping[str, Any]) -> str:
+def format_json(msg: wire.Output) -> str:
     """One JSON line: the topic and the body's keys."""
-    return json.dumps({"topic": topic, **_jsonable(body)}, separators=(",", ":"))
+    return json.dumps({"topic": msg.topic().decode(), **_jsonable(msg.to_body())}, separators=(",", ":"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--count", type=int, default=0, help="exit after printing this many messages (0: never)")
     parser.add_argument("--timeout", type=float, default=0.0, help="exit with 1 when nothing arrives for this long (s; 0: wait forever)")
+    bus.add_curve_arguments(parser)
     return parser
 
 
@@ -161,22 +149,25 @@ def run(args: argparse.Namespace, out: Any = sys.stdout) -> int:
         topics = prefixes
     show_status = wire.STATUS_TOPIC in prefixes
     fmt = format_json if args.json else format_line
+    curve = bus.curve_from_args(args)
     ctx = bus.context()
-    sub = bus.open_output(ctx, args.output, topics=set(topics))
+    sub = bus.open_output(ctx, args.output, topics=set(topics), curve=curve)
     printed = 0
     try:
         while True:
             got = bus.receive(sub, args.timeout if args.timeout > 0 else 3600.0)
             if got is None:
                 if args.timeout > 0:
-                    print(f"s2gesture listen: nothing from {args.output} for {args.timeout:g} s", file=sys.stderr)
+                    print(
+                        f"s2gesture listen: nothing from {args.output} for {args.timeout:g} s.{bus.curve_hint(curve)}",
+                        file=sys.stderr,
+                    )
                     return 1
                 continue
-            topic, body = got
             # the status topic is always subscribed (bus.open_output), shown only when asked for
-            if topic == wire.STATUS_TOPIC and not show_status:
+            if isinstance(got, wire.Status) and not show_status:
                 continue
-            print(fmt(topic, body), file=out, flush=True)
+            print(fmt(got), file=out, flush=True)
             printed += 1
             if args.count and printed >= args.count:
                 return 0

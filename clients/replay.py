@@ -389,12 +389,12 @@ def input_topics(stream: str) -> list[bytes]:
 MODES = ("auto", "lossless", "live")
 
 
-def resolve_mode(mode: str, status: dict[str, Any] | None) -> bool:
+def resolve_mode(mode: str, status: wire.Status | None) -> bool:
     """Whether to send losslessly: ``mode``, or for ``auto`` the ``mode`` the daemon's heartbeat reports."""
     if mode not in MODES:
         msg = f"--mode must be one of {', '.join(MODES)}, found {mode!r}"
         raise bus.ClientError(msg)
-    daemon_mode = status.get("mode") if status else None
+    daemon_mode = status.mode if status else None
     if mode == "auto":
         # without a heartbeat (--no-wait) there is nothing to ask: lossless never loses data silently
         return daemon_mode != "live"
@@ -410,17 +410,18 @@ def resolve_mode(mode: str, status: dict[str, Any] | None) -> bool:
 
 def connect(
     ctx: Any, args: argparse.Namespace, *, stream: str, mode: str = "auto"
-) -> tuple[bus.EventSender, dict[str, Any] | None]:
+) -> tuple[bus.EventSender, wire.Status | None]:
     """Wait for the daemon's heartbeat (unless ``--no-wait``), then for our input connection to be joined."""
     status = None
+    curve = bus.curve_from_args(args)
     if not args.no_wait:
-        sub = bus.open_output(ctx, args.output, topics=())
+        sub = bus.open_output(ctx, args.output, topics=(), curve=curve)
         try:
             status = bus.wait_for_status(sub, args.timeout, states=bus.SERVING_STATES)
         finally:
             sub.close()
     lossless = resolve_mode(mode, status)
-    sender = bus.EventSender(ctx, args.input, lossless=lossless, stall_timeout_s=args.stall_timeout)
+    sender = bus.EventSender(ctx, args.input, lossless=lossless, stall_timeout_s=args.stall_timeout, curve=curve)
     try:
         sender.wait_ready(args.timeout, topics=input_topics(stream))
     except BaseException:
@@ -449,6 +450,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the daemon (default 10)")
     net.add_argument("--stall-timeout", type=float, default=60.0, help="lossless: give up when the daemon accepts nothing for this long (s)")
     net.add_argument("--no-wait", action="store_true", help="do not wait for a status heartbeat (the daemon's output is elsewhere)")
+    bus.add_curve_arguments(parser)
     pk = parser.add_argument_group("packets")
     pk.add_argument("--packet-ms", type=float, default=5.0, help=f"event time per packet, {MIN_PACKET_MS:g}-{MAX_PACKET_MS:g} ms (default 5)")
     pk.add_argument("--gap-ms", type=float, default=500.0, help="event time between recordings (default 500 ms)")
@@ -512,8 +514,8 @@ def run(args: argparse.Namespace, out: Any = sys.stdout, recordings: Sequence[Re
             raise
         if status is not None:
             print(
-                f"daemon {status.get('state')}: backend {status.get('backend')}, model {_model_name(status)}, "
-                f"input {status.get('mode', '?')}",
+                f"daemon {status.state}: backend {status.backend}, model {status.model_name}, "
+                f"input {status.mode or '?'}",
                 file=out,
             )
         writer = StreamWriter(sender, args.stream, packet_us=packet_us, pacer=Pacer(speed))
@@ -542,13 +544,6 @@ def run(args: argparse.Namespace, out: Any = sys.stdout, recordings: Sequence[Re
         return writer.stats
     finally:
         ctx.term()
-
-
-def _model_name(status: dict[str, Any]) -> str:
-    model = status.get("model")
-    if isinstance(model, dict):
-        return str(model.get("name", model))
-    return str(model)
 
 
 def cli(argv: list[str] | None = None) -> int:

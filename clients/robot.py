@@ -227,31 +227,28 @@ class RobotPolicy:
             return None
         return self._issue(self._safety(detail), now_s)
 
-    def on_message(self, topic: str, body: Mapping[str, Any], now_s: float) -> Command | None:
+    def on_message(self, msg: wire.Output, now_s: float) -> Command | None:
         """Feed one daemon message; returns a new command, or None when nothing changes."""
         # any message proves the daemon alive; the status heartbeat guarantees one per second
         self._last_alive_s = now_s
-        if topic == wire.STATUS_TOPIC:
-            state = body.get("state")
-            if state in self.config.stop_on_states:
-                return self.safety_stop(f"daemon is {state}", now_s)
+        if isinstance(msg, wire.Status):
+            if msg.state in self.config.stop_on_states:
+                return self.safety_stop(f"daemon is {msg.state}", now_s)
             return None
-        if topic.startswith(wire.GESTURE_PREFIX):
-            return self.on_gesture(body, now_s)
+        if isinstance(msg, wire.Gesture):
+            return self.on_gesture(msg, now_s)
         return None
 
-    def on_gesture(self, body: Mapping[str, Any], now_s: float) -> Command | None:
+    def on_gesture(self, msg: wire.Gesture, now_s: float) -> Command | None:
         """A gesture decision; returns the command it maps to unless filtered, debounced or unchanged."""
         cfg = self.config
-        if body.get("final") and not cfg.use_final:
+        if msg.final and not cfg.use_final:
             return None
-        stream = body.get("stream")
-        if cfg.streams and stream not in cfg.streams:
+        if cfg.streams and msg.stream not in cfg.streams:
             return None
-        confidence = float(body.get("confidence", 0.0))
-        if confidence < cfg.min_confidence:
+        if msg.confidence < cfg.min_confidence:
             return None
-        label = str(body.get("label"))
+        label = msg.label
         name = cfg.gestures.get(label)
         if name is None:
             return None
@@ -264,10 +261,10 @@ class RobotPolicy:
             name=name,
             params=cfg.commands[name],
             reason="gesture",
-            detail=f"{label} ({confidence:.2f})",
+            detail=f"{label} ({msg.confidence:.2f})",
             gesture=label,
-            confidence=confidence,
-            stream=stream,
+            confidence=msg.confidence,
+            stream=msg.stream,
         )
         return self._issue(cmd, now_s)
 
@@ -296,10 +293,17 @@ class _StopRequestedError(Exception):
     """SIGTERM arrived: leave the loop through the same path as Ctrl-C."""
 
 
-def run(config: RobotConfig, *, json_lines: bool = False, out: Any = sys.stdout, max_s: float | None = None) -> int:
+def run(
+    config: RobotConfig,
+    *,
+    json_lines: bool = False,
+    out: Any = sys.stdout,
+    max_s: float | None = None,
+    curve: bus.CurveKeys | None = None,
+) -> int:
     """Run the controller until interrupted (or for ``max_s`` seconds); returns the exit code."""
     ctx = bus.context()
-    sub = bus.open_output(ctx, config.output, topics=(wire.GESTURE_PREFIX,))
+    sub = bus.open_output(ctx, config.output, topics=(wire.GESTURE_PREFIX,), curve=curve)
     pub = ctx.socket(zmq.PUB)
     pub.setsockopt(zmq.LINGER, 500)
     pub.bind(config.endpoint)
@@ -315,11 +319,10 @@ def run(config: RobotConfig, *, json_lines: bool = False, out: Any = sys.stdout,
     def on_term(signum: int, frame: Any) -> None:
         raise _StopRequestedError
 
-    def announce(status: Mapping[str, Any]) -> None:
-        model = status.get("model")
-        name = model.get("name") if isinstance(model, Mapping) else model
-        info = {"daemon": status.get("state"), "backend": status.get("backend"), "model": name}
-        line = json.dumps(info) if json_lines else f"daemon {info['daemon']}: backend {info['backend']}, model {name}"
+    def announce(status: wire.Status) -> None:
+        name = status.model_name
+        info = {"daemon": status.state, "backend": status.backend, "model": name}
+        line = json.dumps(info) if json_lines else f"daemon {status.state}: backend {status.backend}, model {name}"
         print(line, file=out, flush=True)
 
     heard = False
@@ -331,13 +334,13 @@ def run(config: RobotConfig, *, json_lines: bool = False, out: Any = sys.stdout,
         while max_s is None or time.monotonic() - started < max_s:
             got = bus.receive(sub, min(0.1, config.repeat_s))
             now = time.monotonic()
-            if got is not None and got[0] == wire.STATUS_TOPIC and not heard:
+            if isinstance(got, wire.Status) and not heard:
                 # the first heartbeat: from here on no gesture the daemon publishes can be missed
                 heard = True
-                announce(got[1])
+                announce(got)
             elif got is None and heard and policy.safe and policy.current.detail.startswith("no message"):
                 heard = False
-            changed = [policy.on_message(*got, now) if got is not None else None, policy.on_tick(now)]
+            changed = [policy.on_message(got, now) if got is not None else None, policy.on_tick(now)]
             for cmd in changed:
                 if cmd is not None:
                     emit(cmd)
@@ -374,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print commands as JSON lines")
     parser.add_argument("--max-seconds", type=float, help="exit after this long (for demos and tests)")
     parser.add_argument("--check", action="store_true", help="only check the config and print the mapping")
+    bus.add_curve_arguments(parser)
     return parser
 
 
@@ -382,6 +386,7 @@ def cli(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config)
+        curve = bus.curve_from_args(args)
     except bus.ClientError as exc:
         print(f"s2gesture robot: {exc}", file=sys.stderr)
         return 2
@@ -393,4 +398,4 @@ def cli(argv: list[str] | None = None) -> int:
             print(f"{label!r:<32} -> {name} {dict(config.commands[name])}")
         print(f"safety: {config.safety_command} after {config.heartbeat_timeout_s:g} s without heartbeat")
         return 0
-    return run(config, json_lines=args.json, max_s=args.max_seconds)
+    return run(config, json_lines=args.json, max_s=args.max_seconds, curve=curve)

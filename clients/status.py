@@ -14,7 +14,8 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping
-from typing import Any
+
+from s2gesture.daemon import wire
 
 from . import bus
 from .listen import _jsonable, _model, _si
@@ -25,32 +26,30 @@ EXIT_NO_DAEMON = 1
 EXIT_UNKNOWN_STATE = 3
 
 
-def summary(body: Mapping[str, Any]) -> str:
-    """A multi-line human summary of a status body."""
+def summary(msg: wire.Status) -> str:
+    """A multi-line human summary of a status heartbeat."""
     lines = [
-        f"state:    {body.get('state', '?')}",
-        f"backend:  {body.get('backend', '?')}",
-        f"model:    {_model(body)}",
+        f"state:    {msg.state}",
+        f"backend:  {msg.backend or '?'}",
+        f"model:    {_model(msg.model)}",
+        f"uptime:   {msg.uptime_s:.1f} s",
     ]
-    uptime = body.get("uptime_s")
-    if isinstance(uptime, (int, float)):
-        lines.append(f"uptime:   {uptime:.1f} s")
-    for key in ("latency_ms", "latency"):
-        lat = body.get(key)
-        if isinstance(lat, Mapping) and lat:
-            parts = [f"{k} {float(v):.2f} ms" for k, v in lat.items() if k != "n" and isinstance(v, (int, float))]
-            count = f" ({lat['n']} chunks)" if "n" in lat else ""
-            lines.append("latency:  " + ", ".join(parts) + count)
-    streams = body.get("streams") or {}
-    if isinstance(streams, Mapping) and streams:
+    if msg.error:
+        lines.append(f"error:    {msg.error}")
+    lat = msg.latency_ms
+    if lat:
+        parts = [f"{k} {float(v):.2f} ms" for k, v in lat.items() if k != "n" and isinstance(v, int | float)]
+        count = f" ({lat['n']} chunks)" if "n" in lat else ""
+        lines.append("latency:  " + ", ".join(parts) + count)
+    if msg.backend_counters:
+        lines.append("counters: " + ", ".join(f"{k} {v}" for k, v in msg.backend_counters.items()))
+    if msg.streams:
         lines.append("streams:")
-        for sid, st in streams.items():
-            if not isinstance(st, Mapping):
-                continue
+        for sid, st in msg.streams.items():
             dropped = st.get("dropped") or {}
             drops = ", ".join(f"{k} {v}" for k, v in dropped.items()) if isinstance(dropped, Mapping) and dropped else "none"
             age = st.get("last_packet_age_s")
-            age_s = f", last packet {age:.1f} s ago" if isinstance(age, (int, float)) else ""
+            age_s = f", last packet {age:.1f} s ago" if isinstance(age, int | float) else ""
             lines.append(
                 f"  {sid}: {st.get('packets', 0)} packets, {_si(float(st.get('events', 0)))} events, "
                 f"{st.get('chunks', 0)} chunks, dropped: {drops}{age_s}"
@@ -60,9 +59,9 @@ def summary(body: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def exit_code(body: Mapping[str, Any]) -> int:
-    """The exit code for a daemon reporting ``body``."""
-    return EXIT_CODES.get(str(body.get("state")), EXIT_UNKNOWN_STATE)
+def exit_code(msg: wire.Status) -> int:
+    """The exit code for a daemon reporting ``msg``."""
+    return EXIT_CODES.get(msg.state, EXIT_UNKNOWN_STATE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for a heartbeat (default 3)")
     parser.add_argument("--json", action="store_true", help="print the status body as JSON")
     parser.add_argument("--quiet", "-q", action="store_true", help="print nothing; only the exit code")
+    bus.add_curve_arguments(parser)
     return parser
 
 
@@ -82,13 +82,14 @@ def cli(argv: list[str] | None = None) -> int:
     """``s2gesture status``: see the module docstring for exit codes."""
     args = build_parser().parse_args(argv)
     try:
+        curve = bus.curve_from_args(args)
         ctx = bus.context()
-        sub = bus.open_output(ctx, args.output, topics=())
+        sub = bus.open_output(ctx, args.output, topics=(), curve=curve)
     except bus.ClientError as exc:
         print(f"s2gesture status: {exc}", file=sys.stderr)
         return 2
     try:
-        body = bus.wait_for_status(sub, args.timeout)
+        heartbeat = bus.wait_for_status(sub, args.timeout)
     except bus.NoDaemonError as exc:
         if not args.quiet:
             print(f"s2gesture status: {exc}", file=sys.stderr)
@@ -97,5 +98,5 @@ def cli(argv: list[str] | None = None) -> int:
         sub.close()
         ctx.term()
     if not args.quiet:
-        print(json.dumps(_jsonable(body), indent=2) if args.json else summary(body))
-    return exit_code(body)
+        print(json.dumps(_jsonable(heartbeat.to_body()), indent=2) if args.json else summary(heartbeat))
+    return exit_code(heartbeat)

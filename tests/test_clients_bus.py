@@ -83,24 +83,28 @@ def test_live_sender_is_ready_when_the_subscription_arrives(ctx: zmq.Context) ->
     sender.close()
 
 
+GESTURE = {"v": 1, "stream": "c", "seq": 3, "class_id": 2, "label": "x", "confidence": 0.5, "final": False}
+
+
 def test_wait_for_status_takes_the_heartbeat_and_passes_other_messages_on(ctx: zmq.Context) -> None:
-    """Messages before the heartbeat go to on_message; the first status in a wanted state is returned."""
+    """Messages before the heartbeat go to on_message as records; the first status in a wanted state is returned."""
     pub, endpoint = _bind(ctx, zmq.PUB)
     sub = bus.open_output(ctx, endpoint, topics=(wire.GESTURE_PREFIX,))
-    seen: list[str] = []
+    seen: list[wire.Output] = []
     deadline = time.monotonic() + 5
-    body = None
+    got = None
     # a PUB sends before the subscription arrives into the void (slow joiner): keep publishing until heard
-    while body is None and time.monotonic() < deadline:
-        pub.send_multipart(wire.encode_output(wire.gesture_topic("c"), {"label": "x"}))
+    while got is None and time.monotonic() < deadline:
+        pub.send_multipart(wire.encode_output(wire.gesture_topic("c"), GESTURE))
         pub.send_multipart(wire.encode_output(wire.STATUS_TOPIC, {"v": 1, "state": "loading"}))
-        pub.send_multipart(wire.encode_output(wire.STATUS_TOPIC, {"v": 1, "state": "ready"}))
+        pub.send_multipart(wire.encode_output(wire.STATUS_TOPIC, {"v": 1, "state": "ready", "mode": "live"}))
         try:
-            body = bus.wait_for_status(sub, 0.05, states={"ready"}, on_message=lambda t, b: seen.append(t))
+            got = bus.wait_for_status(sub, 0.05, states={"ready"}, on_message=seen.append)
         except bus.NoDaemonError:
             continue
-    assert body is not None and body["state"] == "ready"
-    assert wire.gesture_topic("c").decode() in seen
+    assert isinstance(got, wire.Status) and got.state == "ready" and got.mode == "live"
+    gestures = [m for m in seen if isinstance(m, wire.Gesture)]
+    assert gestures and gestures[0].stream == "c" and gestures[0].class_id == 2 and gestures[0].label == "x"
     sub.close()
 
 
@@ -120,14 +124,35 @@ def test_bad_endpoint_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_receive_skips_messages_that_do_not_decode(ctx: zmq.Context) -> None:
-    """A stray undecodable message on the daemon's output (a foreign publisher) is skipped, not raised."""
+    """Undecodable or invalid messages on the daemon's output (a foreign publisher) are skipped, not raised."""
     pub, endpoint = _bind(ctx, zmq.PUB)
     sub = bus.open_output(ctx, endpoint)
     deadline = time.monotonic() + 5
     got = None
     while got is None and time.monotonic() < deadline:  # slow joiner: publish until the subscription is heard
         pub.send_multipart([wire.STATUS_TOPIC.encode(), b"\xc1 not msgpack"])
+        pub.send_multipart(wire.encode_output(wire.STATUS_TOPIC, {"v": 1, "state": "on fire"}))
+        pub.send_multipart(wire.encode_output(wire.gesture_topic("c"), {**GESTURE, "confidence": "high"}))
+        pub.send_multipart(wire.encode_output(wire.gesture_topic("c"), {**GESTURE, "stream": "other"}))
         pub.send_multipart(wire.encode_output(wire.STATUS_TOPIC, {"v": 1, "state": "ready"}))
         got = bus.receive(sub, 0.05)
-    assert got is not None and got[1]["state"] == "ready"
+    assert isinstance(got, wire.Status) and got.state == "ready"
+    sub.close()
+
+
+def test_receive_returns_typed_records_of_every_kind(ctx: zmq.Context) -> None:
+    """A pred, a gesture and a status sent by a PUB arrive as wire.Pred, wire.Gesture and wire.Status."""
+    pub, endpoint = _bind(ctx, zmq.PUB)
+    sub = bus.open_output(ctx, endpoint)
+    pred = wire.Pred("c", 9, 4, 0, 600_000, (0.25, 0.75), 1, "y", 0.75, 2.5, "emulator", {"name": "m"}, runs=2)
+    gesture = wire.Gesture.from_body(GESTURE)
+    status = wire.Status.from_body({"v": 1, "state": "degraded", "error": "backend failed: boom"})
+    seen: dict[type, wire.Output] = {}
+    deadline = time.monotonic() + 5
+    while len(seen) < 3 and time.monotonic() < deadline:  # slow joiner: publish until all three are heard
+        for msg in (pred, gesture, status):
+            pub.send_multipart(wire.encode_message(msg))
+        while (got := bus.receive(sub, 0.05)) is not None:
+            seen[type(got)] = got
+    assert seen == {wire.Pred: pred, wire.Gesture: gesture, wire.Status: status}
     sub.close()

@@ -17,12 +17,17 @@ def _config(**policy: Any) -> robot.RobotConfig:
     return robot.parse_config(data)
 
 
-def _gesture(label: str, confidence: float = 0.9, *, final: bool = False, stream: str = "cam0") -> dict[str, Any]:
-    return {"v": 1, "stream": stream, "label": label, "confidence": confidence, "final": final, "class_id": 0}
+def _gesture(label: str, confidence: float = 0.9, *, final: bool = False, stream: str = "cam0") -> wire.Gesture:
+    body = {"v": 1, "stream": stream, "seq": 1, "label": label, "confidence": confidence, "final": final, "class_id": 0}
+    return wire.Gesture.from_body(body)
 
 
-def _feed(policy: robot.RobotPolicy, body: dict[str, Any], now: float) -> robot.Command | None:
-    return policy.on_message(f"{wire.GESTURE_PREFIX}{body['stream']}/", body, now)
+def _status(state: str) -> wire.Status:
+    return wire.Status.from_body({"v": 1, "state": state})
+
+
+def _feed(policy: robot.RobotPolicy, msg: wire.Gesture, now: float) -> robot.Command | None:
+    return policy.on_message(msg, now)
 
 
 def test_example_config_parses_and_maps_real_labels() -> None:
@@ -85,7 +90,7 @@ def test_debounce_holds_a_command_and_repeats_are_no_change() -> None:
 def test_silence_past_the_heartbeat_timeout_stops_once() -> None:
     """After heartbeat_timeout_s without any daemon message the safety command is issued, exactly once."""
     policy = robot.RobotPolicy(_config(heartbeat_timeout_s=3.0), now_s=0.0)
-    policy.on_message(wire.STATUS_TOPIC, {"state": "ready"}, 1.0)
+    policy.on_message(_status("ready"), 1.0)
     _feed(policy, _gesture("hand clapping"), 1.5)
     assert policy.on_tick(4.4) is None
     cmd = policy.on_tick(4.6)
@@ -93,7 +98,7 @@ def test_silence_past_the_heartbeat_timeout_stops_once() -> None:
     assert "no message from the daemon" in cmd.detail
     assert policy.on_tick(10.0) is None
     # the daemon is back and a gesture is recognised: the robot leaves the safety state at once
-    policy.on_message(wire.STATUS_TOPIC, {"state": "ready"}, 11.0)
+    policy.on_message(_status("ready"), 11.0)
     assert _feed(policy, _gesture("hand clapping"), 11.1) is not None
 
 
@@ -102,7 +107,7 @@ def test_stopping_or_degraded_daemon_stops_at_once(state: str) -> None:
     """A status saying the daemon stops or degrades triggers the safety command without waiting."""
     policy = robot.RobotPolicy(_config(), now_s=0.0)
     _feed(policy, _gesture("hand clapping"), 1.0)
-    cmd = policy.on_message(wire.STATUS_TOPIC, {"state": state}, 1.2)
+    cmd = policy.on_message(_status(state), 1.2)
     assert cmd is not None and cmd.reason == "safety" and state in cmd.detail
 
 
@@ -110,7 +115,7 @@ def test_safety_stop_is_not_debounced() -> None:
     """A safety stop right after a gesture command is issued immediately (debounce only holds gestures)."""
     policy = robot.RobotPolicy(_config(debounce_s=5.0), now_s=0.0)
     _feed(policy, _gesture("hand clapping"), 1.0)
-    assert policy.on_message(wire.STATUS_TOPIC, {"state": "stopping"}, 1.01) is not None
+    assert policy.on_message(_status("stopping"), 1.01) is not None
 
 
 def test_robot_check_prints_the_mapping(capsys: pytest.CaptureFixture[str]) -> None:
