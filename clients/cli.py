@@ -32,6 +32,7 @@ COMMANDS: dict[str, Command] = {
     "robot": Command("s2gesture.clients.robot:cli", "example robot controller: gestures -> commands", "clients"),
     "eval": Command("s2gesture.clients.eval:cli", "accuracy and latency of a live daemon on a labelled dataset", "clients"),
     "demo": Command("s2gesture.clients.demo:cli", "daemon on the emulator + replayed synthetic gestures, printed", "clients"),
+    "keys": Command("s2gesture.clients.keys:cli", "create a CURVE keypair for a remote daemon or client", "clients"),
 }
 
 GROUPS = {"data": "Data", "model": "Model toolkit", "clients": "Clients"}
