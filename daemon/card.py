@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .backends.options import ChipOptions
 from .errors import ModelCardError
 
 CARD_KEY = "s2gesture_card"
@@ -38,8 +39,13 @@ GESTURE_CLASSES: tuple[str, ...] = (
     "other gestures",
 )
 
-#: input mappings a card may name; the implementations live in preprocess.MAPPINGS (kept in sync by a test)
-MAPPINGS = ("center-crop-scale", "scale", "center-crop")
+#: label of each class's left-right mirror image (MODEL.md), by index into GESTURE_CLASSES: the hand
+#: waves swap (1 <-> 2) and so do the arm circles (3 <-> 6, 4 <-> 5: a mirrored clockwise circle of the
+#: right arm is a counter-clockwise circle of the left arm); the others are their own mirror
+GESTURE_MIRROR: tuple[int, ...] = (0, 2, 1, 6, 5, 4, 3, 7, 8, 9, 10)
+
+#: the card's conversion section is the backends' own options record, not a copy of its fields
+ConversionSpec = ChipOptions
 
 
 @dataclass(frozen=True)
@@ -49,8 +55,8 @@ class InputSpec:
     width: int = 32
     height: int = 32
     channels: int = 2
-    #: "center-crop-scale": crop the sensor's centre to the input aspect ratio, then scale down;
-    #: "scale": scale each axis independently (aspect ratio not kept).
+    #: a name in preprocess.MAPPINGS, e.g. "center-crop-scale": crop the sensor's centre to the input
+    #: aspect ratio, then scale down; "scale": scale each axis independently (aspect ratio not kept).
     mapping: str = "center-crop-scale"
     dt_us: int = 1000
     #: 4-neighbour denoise window in microseconds; 0 disables denoising.
@@ -60,25 +66,14 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
-class ConversionSpec:
-    """py-spinnaker2 ``ConversionConfig`` options the graph's numbers are meant for (SPINNAKER2.md section 4)."""
-
-    dt: float = 1e-4
-    integrator: str = "FORWARD"
-    reset: str = "SUBTRACT"
-    conn_delay: int = 0
-    scale_weights: bool = False
-    weight_scale_percentile: float = 100.0
-
-
-@dataclass(frozen=True)
 class ModelCard:
     """Everything the daemon needs besides the graph to serve a model."""
 
     name: str
     classes: tuple[str, ...] = GESTURE_CLASSES
     input: InputSpec = field(default_factory=InputSpec)
-    conversion: ConversionSpec = field(default_factory=ConversionSpec)
+    #: how the graph's numbers become chip parameters (py-spinnaker2 ConversionConfig plus the chip switches)
+    conversion: ChipOptions = field(default_factory=ChipOptions)
     #: {"bits": 8, "scheme": "ptq"|"qat"|"none", "percentile": p, "layer_scales": {node: scale}}
     quantization: Mapping[str, Any] = field(default_factory=dict)
     #: {"trained_for": "snntorch"|"chip", ...}: neuron semantics the weights were trained in
@@ -115,7 +110,7 @@ class ModelCard:
         elif not isinstance(classes, list | tuple) or not all(isinstance(c, str) for c in classes):
             problems.append(f"field 'classes' must be a list of strings, found {classes!r}")
         sub: dict[str, Any] = {}
-        for key, klass in (("input", InputSpec), ("conversion", ConversionSpec)):
+        for key, klass in (("input", InputSpec), ("conversion", ChipOptions)):
             raw = data.get(key, {})
             if not isinstance(raw, Mapping):
                 problems.append(f"field '{key}' must be an object, found {type(raw).__name__}")
@@ -128,11 +123,21 @@ class ModelCard:
             kwargs = dict(raw)
             if "trained_sensor_size" in kwargs:
                 kwargs["trained_sensor_size"] = tuple(kwargs["trained_sensor_size"])
+            if klass is ChipOptions:
+                # ChipOptions validates itself; collect every problem with its field path instead of the first
+                checked = dataclasses.replace(_UNCHECKED, **kwargs)
+                found = checked.problems()
+                problems.extend(f"field 'conversion.{name}': {text}" for name, text in found)
+                if not found:
+                    sub[key] = ChipOptions(**kwargs)
+                continue
             sub[key] = klass(**kwargs)
         unknown_top = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown_top:
             problems.append(f"unknown fields {unknown_top}")
         if "input" in sub:
+            from .preprocess import MAPPINGS  # the one registry of sensor mappings (imports numba: lazily)
+
             spec: InputSpec = sub["input"]
             if spec.mapping not in MAPPINGS:
                 problems.append(f"field 'input.mapping' is {spec.mapping!r}; expected one of {list(MAPPINGS)}")
@@ -140,14 +145,6 @@ class ModelCard:
                 problems.append(f"field 'input.dt_us' must be > 0, found {spec.dt_us}")
             if spec.channels not in (1, 2):
                 problems.append(f"field 'input.channels' must be 1 or 2, found {spec.channels}")
-        if "conversion" in sub:
-            from .backends.options import CHOICES  # the backends' list of valid values, one source
-
-            conv: ConversionSpec = sub["conversion"]
-            for key in ("integrator", "reset"):
-                value = getattr(conv, key)
-                if value not in CHOICES[key]:
-                    problems.append(f"field 'conversion.{key}' is {value!r}; expected one of {list(CHOICES[key])}")
         if problems:
             msg = f"{source} is not usable:\n  - " + "\n  - ".join(problems)
             raise ModelCardError(msg)
@@ -155,12 +152,22 @@ class ModelCard:
             name=str(data["name"]),
             classes=tuple(classes or ()),
             input=sub.get("input", InputSpec()),
-            conversion=sub.get("conversion", ConversionSpec()),
+            conversion=sub.get("conversion", ChipOptions()),
             quantization=dict(data.get("quantization", {})),
             semantics=dict(data.get("semantics", {})),
             training=dict(data.get("training", {})),
             metrics=dict(data.get("metrics", {})),
         )
+
+
+class _Unchecked(ChipOptions):
+    """ChipOptions that skips validation, so that the card can list every problem before building one."""
+
+    def __post_init__(self) -> None:
+        pass
+
+
+_UNCHECKED = _Unchecked()
 
 
 def graph_hash(graph: Any) -> str:

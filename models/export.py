@@ -7,10 +7,11 @@ what we saw). Ours writes, in network order::
     Input(2,32,32) -> Conv2d -> LIF -> Conv2d -> LIF -> SumPool2d -> Conv2d -> LIF -> SumPool2d
         -> Flatten -> Affine -> LIF -> Affine -> LIF -> Output
 
-Weights are the quantizer's integers (float arrays holding ints in [-127, 127]); each LIF has
+Weights are the quantizer's integers (float arrays holding ints in ``+-spec.weight_max``, 127 for the
+chip's 8 bits); each LIF has
 ``tau = dt / (1 - beta)``, ``r = tau / dt`` (so with the FORWARD integrator the chip's ``alpha_decay`` is
 ``beta`` and ``r_factor`` is 1), ``v_threshold`` in the weights' integer units and zero leak/reset. With the
-card's ``ConversionSpec(scale_weights=False, dt=1e-4, integrator="FORWARD", reset="SUBTRACT")`` the
+card's ``ChipOptions(scale_weights=False, dt=1e-4, integrator="FORWARD", reset="SUBTRACT")`` the
 chip's translation is therefore the identity on weights and thresholds. Affine biases are zero (the P-SNN
 has none; ``i_offset`` stays 0). Conv2d biases are zero too.
 """
@@ -23,14 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from s2gesture.daemon.card import GESTURE_CLASSES, ConversionSpec, InputSpec, Model, ModelCard, write_model
+from s2gesture.daemon.backends.chip import SPINNAKER2, SpiNNaker2Spec
+from s2gesture.daemon.backends.options import ChipOptions
+from s2gesture.daemon.card import GESTURE_CLASSES, InputSpec, Model, ModelCard, write_model
 from s2gesture.daemon.nirnodes import leaky_lif
 
 if TYPE_CHECKING:
     from .network import PSNN
 
 #: the card's conversion record for our graphs (the identity translation)
-IDENTITY_CONVERSION = ConversionSpec(
+IDENTITY_CONVERSION = ChipOptions(
     dt=1e-4,
     integrator="FORWARD",
     reset="SUBTRACT",
@@ -41,8 +44,10 @@ IDENTITY_CONVERSION = ConversionSpec(
 
 
 
-def to_nir_graph(model: PSNN, *, dt: float = 1e-4, check_integer: bool = True) -> Any:
-    """The NIR graph of a P-SNN (integer-valued weights expected unless ``check_integer`` is False)."""
+def to_nir_graph(
+    model: PSNN, *, dt: float = 1e-4, check_integer: bool = True, spec: SpiNNaker2Spec = SPINNAKER2
+) -> Any:
+    """The NIR graph of a P-SNN (integer weights within ``spec``'s range expected unless ``check_integer`` is False)."""
     import nir
 
     cfg = model.cfg
@@ -55,10 +60,12 @@ def to_nir_graph(model: PSNN, *, dt: float = 1e-4, check_integer: bool = True) -
     for stage in model.stages:
         if stage.kind in ("conv", "linear"):
             w = model.effective_weight(stage.name).detach().numpy().astype(np.float32)
-            if check_integer and (not np.array_equal(w, np.rint(w)) or np.abs(w).max() > 127):
+            wmax = spec.weight_max
+            if check_integer and (not np.array_equal(w, np.rint(w)) or np.abs(w).max() > wmax):
                 msg = (
                     f"export: layer {stage.name} has non-integer or out-of-range weights (max |w| "
-                    f"{np.abs(w).max():.4g}); quantize first with `s2gesture quantize` (int8 in [-127, 127])"
+                    f"{np.abs(w).max():.4g}); quantize first with `s2gesture quantize` "
+                    f"({spec.weight_bits}-bit integers in [-{wmax}, {wmax}])"
                 )
                 raise ValueError(msg)
             if stage.kind == "conv":
@@ -141,9 +148,11 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def export_model(model: PSNN, path: str | Path, card: ModelCard, *, dt: float | None = None) -> Model:
+def export_model(
+    model: PSNN, path: str | Path, card: ModelCard, *, dt: float | None = None, spec: SpiNNaker2Spec = SPINNAKER2
+) -> Model:
     """Write ``model`` with ``card`` to ``path`` (``dt`` defaults to the card's conversion ``dt``)."""
-    graph = to_nir_graph(model, dt=dt if dt is not None else card.conversion.dt)
+    graph = to_nir_graph(model, dt=dt if dt is not None else card.conversion.dt, spec=spec)
     clean = ModelCard.from_dict(_jsonable(card.to_dict()), source="exported card")
     return write_model(path, graph, clean)
 

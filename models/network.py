@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the torch convention)
 from torch import nn
 
+from s2gesture.daemon.backends.chip import SPINNAKER2
+
 from .semantics import Semantics, delay_one_tick, get_semantics, lif_run
 
 
@@ -107,14 +109,14 @@ def plan_stages(cfg: PSNNConfig) -> list[Stage]:
     return stages
 
 
-def _float_layer(stage: Stage) -> nn.Module:
+def _float_layer(stage: Stage, bits: int) -> nn.Module:
     if stage.kind == "conv":
         p = stage.params
         return nn.Conv2d(p["in"], stage.shape[0], p["k"], stride=p["s"], padding=p["p"], bias=False)
     return nn.Linear(stage.params["in"], stage.shape[0], bias=False)
 
 
-def _brevitas_layer(stage: Stage, bits: int = 8) -> nn.Module:
+def _brevitas_layer(stage: Stage, bits: int) -> nn.Module:
     from brevitas import nn as qnn
 
     if stage.kind == "conv":
@@ -133,9 +135,16 @@ class PSNN(nn.Module):
     """The P-SNN; ``forward(x [T, B, C, H, W]) -> output spikes [T_out, B, n_classes]``."""
 
     def __init__(
-        self, cfg: PSNNConfig | None = None, *, layers: str = "float", learn_threshold: bool = False
+        self,
+        cfg: PSNNConfig | None = None,
+        *,
+        layers: str = "float",
+        learn_threshold: bool = False,
+        weight_bits: int = SPINNAKER2.weight_bits,
     ):
         super().__init__()
+        #: weight width of fake-quantized (Brevitas) layers; the chip's by default
+        self.weight_bits = int(weight_bits)
         self.cfg = cfg or PSNNConfig()
         if layers not in LAYER_FACTORIES:
             msg = f"unknown layer kind {layers!r}; expected one of {sorted(LAYER_FACTORIES)}"
@@ -143,7 +152,7 @@ class PSNN(nn.Module):
         self.layer_kind = layers
         self.stages = plan_stages(self.cfg)
         self.weights = nn.ModuleDict(
-            {s.name: LAYER_FACTORIES[layers](s) for s in self.stages if s.kind in ("conv", "linear")}
+            {s.name: LAYER_FACTORIES[layers](s, self.weight_bits) for s in self.stages if s.kind in ("conv", "linear")}
         )
         n_lif = sum(s.kind == "lif" for s in self.stages)
         thr = torch.full((n_lif,), float(self.cfg.threshold))

@@ -1,22 +1,24 @@
-"""``s2gesture quantize``: int8 weights for the chip, by percentile PTQ or Brevitas QAT.
+"""``s2gesture quantize``: integer weights for the chip, by percentile PTQ or Brevitas QAT.
 
-Both methods yield the same thing: per weight layer, integer weights in [-127, 127] and a scale ``s``
+The weight width comes from the chip record (``SpiNNaker2Spec.weight_bits``, 8 on SpiNNaker2, so
+``qmax = spec.weight_max`` = 127); every function takes a ``spec`` for other chips. Both methods yield
+the same thing: per weight layer, integer weights in [-qmax, qmax] and a scale ``s``
 (integer = float weight x ``s``), and per LIF layer a threshold in the same integer units (float threshold
 x ``s``), so that each neuron sees the same relative drive as in the float model (MODEL.md). The chip's
 converter is then told ``scale_weights=False``: its translation is the identity on these numbers, so there
 is exactly one quantization, ours (SPINNAKER2.md section 4), instead of a second one on the chip.
 
-- **PTQ**: ``s = 127 / percentile(|W|, p)`` per layer (p = 100 is the chip converter's own rule; 99.9 and
-  99 clip the largest weights to gain resolution for the rest), rounding to nearest and clipping to +-127.
+- **PTQ**: ``s = qmax / percentile(|W|, p)`` per layer (p = 100 is the chip converter's own rule; 99.9 and
+  99 clip the largest weights to gain resolution for the rest), rounding to nearest and clipping to +-qmax.
   Every LIF layer here has exactly one incoming projection, so per layer = per target population, which is
   the chip's granularity.
-- **QAT**: Brevitas ``QuantConv2d``/``QuantLinear`` with 8-bit per-tensor weights (scale = max|W|/127,
-  narrow range) fine-tuned from the float model with straight-through gradients. Thresholds adapt: each
+- **QAT**: Brevitas ``QuantConv2d``/``QuantLinear`` with ``weight_bits`` per-tensor weights (scale =
+  max|W|/qmax, narrow range) fine-tuned from the float model with straight-through gradients. Thresholds adapt: each
   layer's threshold is a learned parameter in float units, and its integer-domain value is recomputed from
   the current quantization scale at every step (``thr_int = thr / scale_brevitas``). The export takes the
   integers and scales from Brevitas (``quant_weight().int()``, ``.scale``), never the fake-quantized floats.
 
-The result is a ``.pt`` with ``kind = "int8"``: a P-SNN whose weights are integer-valued floats and whose
+The result is a ``.pt`` with ``kind = "int8"`` (the integer-model kind, whatever the width): a P-SNN whose weights are integer-valued floats and whose
 thresholds are in integer units; it runs in the same torch simulator as the float model (in snnTorch or chip
 semantics) and is what ``s2gesture export`` writes to NIR.
 """
@@ -24,20 +26,25 @@ semantics) and is what ``s2gesture export`` writes to NIR.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from s2gesture.daemon.backends.chip import SPINNAKER2, SpiNNaker2Spec
+
 if TYPE_CHECKING:
     from .network import PSNN
 
-QMAX = 127
+#: largest |integer weight| on the default chip (kept for callers that want the number)
+QMAX = SPINNAKER2.weight_max
 
 
-def ptq_scale(weight: np.ndarray, percentile: float, *, qmax: int = QMAX) -> float:
-    """Scale mapping the ``percentile``-th percentile of ``|weight|`` to ``qmax``."""
+def ptq_scale(weight: np.ndarray, percentile: float, *, qmax: int | None = None, spec: SpiNNaker2Spec = SPINNAKER2) -> float:
+    """Scale mapping the ``percentile``-th percentile of ``|weight|`` to ``qmax`` (default ``spec.weight_max``)."""
+    qmax = spec.weight_max if qmax is None else qmax
     if not 0 < percentile <= 100:
         msg = f"PTQ percentile must be in (0, 100], found {percentile}"
         raise ValueError(msg)
@@ -50,8 +57,9 @@ def ptq_scale(weight: np.ndarray, percentile: float, *, qmax: int = QMAX) -> flo
     return qmax / ref
 
 
-def quantize_weight(weight: np.ndarray, scale: float, *, qmax: int = QMAX) -> np.ndarray:
-    """``clip(round(weight * scale), -qmax, qmax)`` as float32 integers."""
+def quantize_weight(weight: np.ndarray, scale: float, *, qmax: int | None = None, spec: SpiNNaker2Spec = SPINNAKER2) -> np.ndarray:
+    """``clip(round(weight * scale), -qmax, qmax)`` as float32 integers (``qmax`` default ``spec.weight_max``)."""
+    qmax = spec.weight_max if qmax is None else qmax
     return np.clip(np.rint(weight * scale), -qmax, qmax).astype(np.float32)
 
 
@@ -83,22 +91,23 @@ def integer_model(model: PSNN, ints: dict[str, np.ndarray], thresholds: dict[str
     return q
 
 
-def quantize_ptq(model: PSNN, percentile: float = 100.0) -> tuple[PSNN, dict[str, Any]]:
-    """Percentile PTQ of a float model -> (integer model, quantization record)."""
+def quantize_ptq(model: PSNN, percentile: float = 100.0, *, spec: SpiNNaker2Spec = SPINNAKER2) -> tuple[PSNN, dict[str, Any]]:
+    """Percentile PTQ of a float model for chip ``spec`` -> (integer model, quantization record)."""
     lif_of = _lif_index_of(model)
+    qmax = spec.weight_max
     ints, thr, scales, clipped = {}, {}, {}, {}
     for name, w_t in model.iter_weights():
         w = w_t.detach().numpy()
-        s = ptq_scale(w, percentile)
-        ints[name] = quantize_weight(w, s)
+        s = ptq_scale(w, percentile, spec=spec)
+        ints[name] = quantize_weight(w, s, spec=spec)
         scales[name] = s
         thr[name] = float(model.thresholds[lif_of[name]]) * s
-        clipped[name] = int((np.abs(w * s) > QMAX + 0.5).sum())
+        clipped[name] = int((np.abs(w * s) > qmax + 0.5).sum())
     record = {
-        "bits": 8,
+        "bits": spec.weight_bits,
         "scheme": "ptq",
         "percentile": percentile,
-        "rounding": "nearest, clip to +-127",
+        "rounding": f"nearest, clip to +-{qmax}",
         "layer_scales": scales,
         "thresholds": thr,
         "clipped_weights": clipped,
@@ -106,13 +115,13 @@ def quantize_ptq(model: PSNN, percentile: float = 100.0) -> tuple[PSNN, dict[str
     return integer_model(model, ints, thr), record
 
 
-def qat_model_from_float(model: PSNN) -> PSNN:
-    """A Brevitas P-SNN (8-bit weights, learnable thresholds) initialised from a float model."""
+def qat_model_from_float(model: PSNN, *, spec: SpiNNaker2Spec = SPINNAKER2) -> PSNN:
+    """A Brevitas P-SNN (``spec.weight_bits`` weights, learnable thresholds) initialised from a float model."""
     import torch
 
     from .network import PSNN
 
-    q = PSNN(model.cfg, layers="brevitas", learn_threshold=True)
+    q = PSNN(model.cfg, layers="brevitas", learn_threshold=True, weight_bits=spec.weight_bits)
     with torch.no_grad():
         for name, layer in model.weights.items():
             q.weights[name].weight.copy_(layer.weight)
@@ -121,7 +130,7 @@ def qat_model_from_float(model: PSNN) -> PSNN:
 
 
 def export_qat(qmodel: PSNN) -> tuple[PSNN, dict[str, Any]]:
-    """Integer weights and integer-domain thresholds from a trained Brevitas P-SNN."""
+    """Integer weights and integer-domain thresholds from a trained Brevitas P-SNN (its own weight width)."""
     lif_of = _lif_index_of(qmodel)
     ints, thr, scales = {}, {}, {}
     for name, layer in qmodel.weights.items():
@@ -131,11 +140,13 @@ def export_qat(qmodel: PSNN) -> tuple[PSNN, dict[str, Any]]:
         scale_b = float(qw.scale.detach().reshape(-1)[0])
         scales[name] = 1.0 / scale_b
         thr[name] = float(qmodel.thresholds[lif_of[name]].detach()) / scale_b
+    bits = qmodel.weight_bits
+    qmax = dataclasses.replace(SPINNAKER2, weight_bits=bits).weight_max
     record = {
-        "bits": 8,
+        "bits": bits,
         "scheme": "qat",
         "percentile": 100.0,
-        "rounding": "brevitas Int8WeightPerTensorFloat (round to nearest, narrow range +-127)",
+        "rounding": f"brevitas Int8WeightPerTensorFloat at {bits} bits (round to nearest, narrow range +-{qmax})",
         "layer_scales": scales,
         "thresholds": thr,
         "learned_thresholds_float": [float(v) for v in qmodel.thresholds.detach()],
@@ -157,17 +168,16 @@ def quantize_qat(
     batch_size: int = 16,
     progress: bool = True,
     base: Any = None,
+    spec: SpiNNaker2Spec = SPINNAKER2,
 ) -> tuple[PSNN, dict[str, Any]]:
-    """QAT fine-tuning from a float model -> (integer model, quantization record)."""
-    import dataclasses
-
+    """QAT fine-tuning from a float model for chip ``spec`` -> (integer model, quantization record)."""
     from .train import TrainConfig, train_model
 
     cfg = base if base is not None else TrainConfig()
     cfg = dataclasses.replace(
         cfg, epochs=epochs, lr=lr, semantics=semantics, seed=seed, window=window, batch_size=batch_size
     )
-    qmodel = qat_model_from_float(model)
+    qmodel = qat_model_from_float(model, spec=spec)
     history = train_model(qmodel, train, val, cfg, out_dir, progress=progress)
     qmodel.eval()
     int_model, record = export_qat(qmodel)
@@ -176,7 +186,7 @@ def quantize_qat(
 
 
 def memory_table(model: PSNN) -> list[dict[str, Any]]:
-    """Bytes per weight layer as float32 and as int8 (MODEL.md: 4x)."""
+    """Bytes per weight layer as float32 and as the chip's int8 storage (MODEL.md: 4x)."""
     rows = []
     for name, w in model.iter_weights():
         n = int(w.numel())
@@ -204,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="s2gesture quantize", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="float model.pt from `s2gesture train`")
     p.add_argument("--method", choices=("ptq", "qat"), default="ptq")
-    p.add_argument("--percentile", type=float, default=100.0, help="PTQ: percentile of |W| mapped to 127")
+    p.add_argument("--percentile", type=float, default=100.0, help=f"PTQ: percentile of |W| mapped to the largest weight ({SPINNAKER2.weight_max})")
     p.add_argument("--out", required=True, help="output .pt (integer model)")
     p.add_argument("--data", help="QAT: dataset root (tonic layout)")
     p.add_argument("--epochs", type=int, default=3, help="QAT fine-tuning epochs")

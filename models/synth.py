@@ -36,14 +36,14 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from s2gesture.daemon.card import GESTURE_CLASSES
+from s2gesture.daemon.card import GESTURE_CLASSES, GESTURE_MIRROR
 from s2gesture.daemon.events import EVENT_DTYPE, Events, Recording
 
 SENSOR_SIZE = (128, 128)
 FRAME_US = 1000  # rendering period: 1 kHz, events are timed within a frame by interpolation
 N_CLASSES = len(GESTURE_CLASSES)
-#: label -> label of the left-right mirrored gesture
-MIRROR_LABEL: dict[int, int] = {0: 0, 1: 2, 2: 1, 3: 6, 6: 3, 4: 5, 5: 4, 7: 7, 8: 8, 9: 9, 10: 10}
+#: label -> label of the left-right mirrored gesture (the table lives next to the class names)
+MIRROR_LABEL: dict[int, int] = dict(enumerate(GESTURE_MIRROR))
 
 Array = npt.NDArray[np.float64]
 

@@ -55,8 +55,42 @@ def test_missing_model_file_names_the_path(tmp_path: Path) -> None:
         read_model(tmp_path / "nope.nir")
 
 
-def test_card_mappings_match_the_preprocessing_registry() -> None:
-    """Every mapping a card may name is implemented by the preprocessing, and no other."""
-    from s2gesture.daemon import card, preprocess
+def test_card_mapping_is_checked_against_the_preprocessing_registry() -> None:
+    """A card may name every mapping the preprocessing implements, and an unknown one lists them all."""
+    from s2gesture.daemon.preprocess import MAPPINGS
 
-    assert set(card.MAPPINGS) == set(preprocess.MAPPINGS)
+    for name in MAPPINGS:
+        assert ModelCard.from_dict({"name": "m", "classes": ["a"], "input": {"mapping": name}}).input.mapping == name
+    with pytest.raises(ModelCardError) as info:
+        ModelCard.from_dict({"name": "m", "classes": ["a"], "input": {"mapping": "stretch"}})
+    assert all(name in str(info.value) for name in MAPPINGS)
+
+
+def test_card_conversion_is_the_backends_chip_options() -> None:
+    """The card's conversion section is a ChipOptions: chip switches round-trip and bad values are listed by path."""
+    from s2gesture.daemon.backends import ChipOptions, options_from_card
+
+    data = {"name": "m", "classes": ["a"], "conversion": {"threshold_op": ">=", "fma": True, "conn_delay": 2}}
+    card = ModelCard.from_dict(data)
+    assert isinstance(card.conversion, ChipOptions)
+    assert ModelCard.from_dict(json.loads(json.dumps(card.to_dict()))) == card
+    assert options_from_card(card)["threshold_op"] == ">=" and options_from_card(card)["conn_delay"] == 2
+    with pytest.raises(ModelCardError) as info:
+        ModelCard.from_dict({"name": "m", "classes": ["a"], "conversion": {"dt": -1.0, "threshold_op": "=="}})
+    assert "conversion.dt" in str(info.value) and "conversion.threshold_op" in str(info.value)
+
+
+def test_mirror_permutation_is_an_involution_over_the_class_names() -> None:
+    """The mirror label table covers every class, is its own inverse and swaps right and left gestures."""
+    from s2gesture.daemon.card import GESTURE_CLASSES, GESTURE_MIRROR
+
+    assert sorted(GESTURE_MIRROR) == list(range(len(GESTURE_CLASSES)))
+    assert all(GESTURE_MIRROR[GESTURE_MIRROR[i]] == i for i in range(len(GESTURE_CLASSES)))
+
+    def mirror_of(name: str) -> str:
+        # a mirror swaps the body side and reverses a rotation's sense
+        swap = {"right": "left", "left": "right", "clockwise": "counter-clockwise", "counter-clockwise": "clockwise"}
+        return " ".join(swap.get(word, word) for word in name.split())
+
+    for i, name in enumerate(GESTURE_CLASSES):
+        assert GESTURE_CLASSES[GESTURE_MIRROR[i]] == mirror_of(name)

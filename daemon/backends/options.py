@@ -47,31 +47,40 @@ class ChipOptions:
     max_atoms_per_core: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise BackendError(problems[0][1])
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Every invalid field as (field name, message); empty when the options are valid."""
+        out: list[tuple[str, str]] = []
         for name, allowed in CHOICES.items():
             value = getattr(self, name)
             if value not in allowed:
-                msg = f"option {name!r} is {value!r}; expected one of {list(allowed)}"
-                raise BackendError(msg)
-        if not self.dt > 0:
-            msg = f"option 'dt' must be > 0 seconds, found {self.dt!r}"
-            raise BackendError(msg)
-        if int(self.conn_delay) != self.conn_delay or self.conn_delay < 0:
-            msg = f"option 'conn_delay' must be an integer >= 0 ticks, found {self.conn_delay!r}"
-            raise BackendError(msg)
-        if not 0 < self.weight_scale_percentile <= 100:
-            msg = f"option 'weight_scale_percentile' must be in (0, 100], found {self.weight_scale_percentile!r}"
-            raise BackendError(msg)
-        if self.input_rate is not None and self.input_rate < 0:
-            msg = f"option 'input_rate' must be >= 0 spikes per tick, found {self.input_rate!r}"
-            raise BackendError(msg)
-        for pop, atoms in dict(self.max_atoms_per_core).items():
-            if int(atoms) != atoms or atoms < 1:
-                msg = f"option 'max_atoms_per_core' for {pop!r} must be an integer >= 1, found {atoms!r}"
-                raise BackendError(msg)
+                out.append((name, f"option {name!r} is {value!r}; expected one of {list(allowed)}"))
+        checks: list[tuple[str, bool, str]] = [
+            ("dt", _number(self.dt) and self.dt > 0, "must be > 0 seconds"),
+            ("conn_delay", _number(self.conn_delay) and int(self.conn_delay) == self.conn_delay and self.conn_delay >= 0, "must be an integer >= 0 ticks"),
+            ("weight_scale_percentile", _number(self.weight_scale_percentile) and 0 < self.weight_scale_percentile <= 100, "must be in (0, 100]"),
+            ("input_rate", self.input_rate is None or (_number(self.input_rate) and self.input_rate >= 0), "must be >= 0 spikes per tick (or None: 5 % of the input neurons)"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                out.append((name, f"option {name!r} {rule}, found {getattr(self, name)!r}"))
+        if not isinstance(self.max_atoms_per_core, Mapping):
+            out.append(("max_atoms_per_core", f"option 'max_atoms_per_core' must map population names to integers, found {self.max_atoms_per_core!r}"))
+        else:
+            for pop, atoms in dict(self.max_atoms_per_core).items():
+                if not _number(atoms) or int(atoms) != atoms or atoms < 1:
+                    out.append(("max_atoms_per_core", f"option 'max_atoms_per_core' for {pop!r} must be an integer >= 1, found {atoms!r}"))
+        return out
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
 
 
 def options_from_card(card: Any) -> dict[str, Any]:
-    """Backend options from a model card's ``conversion`` section (dt, integrator, reset, ...)."""
+    """Backend options from a model card's ``conversion`` section (a ChipOptions: dt, integrator, reset, ...)."""
     conversion = card.conversion
-    names = {f.name for f in dataclasses.fields(ChipOptions)}
-    return {k: v for k, v in dataclasses.asdict(conversion).items() if k in names}
+    return {f.name: getattr(conversion, f.name) for f in dataclasses.fields(ChipOptions)}
