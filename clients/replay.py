@@ -235,27 +235,33 @@ def _load_npz(path: Path, args: argparse.Namespace) -> Sequence[Recording]:
     return [npz.read_npz(path)]
 
 
+def _load_file(path: Path, args: argparse.Namespace) -> Sequence[Recording]:
+    from s2gesture.models.datasets import load_recording
+
+    return [load_recording(path)]
+
+
 SOURCES: dict[str, tuple[str, Loader]] = {
     "tonic": ("tonic's DVSGesture layout: a folder of userNN_<lighting>/<label>.npy (or one .npy)", _load_tonic),
     "aedat3": ("IBM DVS Gesture raw release: userNN_<lighting>.aedat + _labels.csv (or a folder of them), one segment per label", _load_aedat3),
     "aedat4": ("an AEDAT4 file from an iniVation camera (unlabelled)", _load_aedat4),
     "npz": ("s2gesture's own .npz recording", _load_npz),
+    # --- formats read through models.datasets' one reader entry (Prophesee RAW/DAT, ROS bags)
+    "prophesee": ("a Prophesee Metavision .raw (EVT 2.0 / 3.0) or .dat file (unlabelled)", _load_file),
+    "rosbag": ("a ROS 1 .bag or ROS 2 bag (.db3/.mcap or its folder) of event messages (unlabelled)", _load_file),
 }
 
 
 def detect_format(path: Path) -> str:
-    """The source format of ``path`` by its shape on disk (a folder of .aedat files, else tonic's layout)."""
-    if path.is_dir():
-        return "aedat3" if any(path.glob("*.aedat")) else "tonic"
-    by_suffix = {".aedat": "aedat3", ".aedat4": "aedat4", ".npz": "npz", ".npy": "tonic"}
-    fmt = by_suffix.get(path.suffix.lower())
-    if fmt is None:
-        msg = (
-            f"cannot tell the format of {path}: expected a folder (tonic layout or .aedat files) or a file "
-            f"ending in {', '.join(by_suffix)}; pass --format {{{','.join(SOURCES)}}}"
-        )
-        raise bus.ClientError(msg)
-    return fmt
+    """The source format of ``path``: :func:`s2gesture.models.datasets.detect_format`, as a client error."""
+    from s2gesture.daemon.errors import EventDataError
+    from s2gesture.models.datasets import detect_format as detect
+
+    try:
+        return detect(path)
+    except EventDataError as exc:
+        msg = f"cannot tell the format of {path}: {exc}; pass --format {{{','.join(SOURCES)}}}"
+        raise bus.ClientError(msg) from exc
 
 
 #: synthetic replay users: far above any training split's ids, so they are never users a model was trained on
@@ -360,24 +366,35 @@ class StreamWriter:
         self.sender.send(frames, n_events=n_events, watch=self.watch, drain=self.drain)
         self.seq += 1
 
+    # --- shared with `s2gesture camera` (clients/camera.py): one packet, one eos
+    def write_packet(
+        self, events: np.ndarray, sensor_size: tuple[int, int], *, t_end_us: int | None, segment: str | None, t_base: int = 0
+    ) -> None:
+        """Encode and send one event packet (absolute µs times) of the current segment."""
+        width, height = sensor_size
+        frames = wire.encode_events(self.stream, self.seq, width, height, events, t_base=t_base, t_end=t_end_us, segment=segment)
+        self._send(frames, len(events))
+        self.stats.packets += 1
+        self.stats.events += len(events)
+
+    def write_eos(self, segment: str | None) -> None:
+        """Send the ``eos`` that closes ``segment`` (the daemon publishes its final decision)."""
+        self._send(wire.encode_eos(self.stream, self.seq, segment=segment), 0)
+        self.stats.segments += 1
+        if segment is not None:
+            self.stats.segment_ids.append(segment)
+    # --- end of the shared part
+
     def write_segment(self, seg: Segment, progress: Callable[[int], None] | None = None) -> None:
         """Send one segment's packets (paced) and its ``eos``."""
-        width, height = seg.recording.sensor_size
         for pkt in packetize(seg.shifted_events(), self.packet_us):
             # a packet is due once its window has passed (a camera cannot send the future)
             due = pkt.t_end_us if pkt.t_end_us is not None else int(pkt.events["t"][-1]) + 1
             self.pacer.wait_until(due)
-            frames = wire.encode_events(
-                self.stream, self.seq, width, height, pkt.events, t_end=pkt.t_end_us, segment=seg.segment_id
-            )
-            self._send(frames, len(pkt.events))
-            self.stats.packets += 1
-            self.stats.events += len(pkt.events)
+            self.write_packet(pkt.events, seg.recording.sensor_size, t_end_us=pkt.t_end_us, segment=seg.segment_id)
             if progress is not None:
                 progress(len(pkt.events))
-        self._send(wire.encode_eos(self.stream, self.seq, segment=seg.segment_id), 0)
-        self.stats.segments += 1
-        self.stats.segment_ids.append(seg.segment_id)
+        self.write_eos(seg.segment_id)
 
 
 def input_topics(stream: str) -> list[bytes]:
@@ -436,24 +453,29 @@ def connect(
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by replay and eval: sources, endpoints, packets and timeouts."""
     src = parser.add_argument_group("recordings")
-    src.add_argument("source", nargs="*", help="recording files or folders (tonic layout, .aedat + _labels.csv, .aedat4, .npz)")
+    src.add_argument("source", nargs="*", help="recording files or folders (tonic layout, .aedat + _labels.csv, .aedat4, .npz, Prophesee .raw/.dat, ROS .bag/.db3/.mcap)")
     src.add_argument("--format", choices=sorted(SOURCES), help="source format (default: detected from the path)")
     src.add_argument("--split", choices=("train", "test", "all"), default="test", help="tonic layout: which split (default test)")
     src.add_argument("--synthetic", type=int, metavar="N", default=0, help="replay N synthetic test-user recordings generated in memory")
     src.add_argument("--seed", type=int, default=0, help="seed of --synthetic (default 0)")
     src.add_argument("--duration-s", type=float, default=6.0, help="seconds per --synthetic recording (default 6)")
     src.add_argument("--limit", type=int, default=0, metavar="N", help="replay only the first N recordings")
+    add_daemon_arguments(parser, stream="replay")
+    pk = parser.add_argument_group("packets")
+    pk.add_argument("--packet-ms", type=float, default=5.0, help=f"event time per packet, {MIN_PACKET_MS:g}-{MAX_PACKET_MS:g} ms (default 5)")
+    pk.add_argument("--gap-ms", type=float, default=500.0, help="event time between recordings (default 500 ms)")
+
+
+def add_daemon_arguments(parser: argparse.ArgumentParser, *, stream: str) -> None:
+    """The daemon's endpoints, stream id, timeouts and CURVE keys (replay, eval and camera)."""
     net = parser.add_argument_group("daemon")
     net.add_argument("--input", default=bus.DEFAULT_INPUT, help=f"daemon input endpoint(s), comma-separated (default {bus.DEFAULT_INPUT})")
     net.add_argument("--output", default=bus.DEFAULT_OUTPUT, help=f"daemon output endpoint(s) for the heartbeat (default {bus.DEFAULT_OUTPUT})")
-    net.add_argument("--stream", default="replay", help="stream id (default 'replay')")
+    net.add_argument("--stream", default=stream, help=f"stream id (default {stream!r})")
     net.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the daemon (default 10)")
     net.add_argument("--stall-timeout", type=float, default=60.0, help="lossless: give up when the daemon accepts nothing for this long (s)")
     net.add_argument("--no-wait", action="store_true", help="do not wait for a status heartbeat (the daemon's output is elsewhere)")
     bus.add_curve_arguments(parser)
-    pk = parser.add_argument_group("packets")
-    pk.add_argument("--packet-ms", type=float, default=5.0, help=f"event time per packet, {MIN_PACKET_MS:g}-{MAX_PACKET_MS:g} ms (default 5)")
-    pk.add_argument("--gap-ms", type=float, default=500.0, help="event time between recordings (default 500 ms)")
 
 
 def build_parser() -> argparse.ArgumentParser:
