@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .errors import ChipMemoryError
+
 
 @dataclass(frozen=True)
 class ChunkPlan:
@@ -92,12 +94,59 @@ def is_active(window: np.ndarray, plan: ChunkPlan) -> bool:
     return plan.min_activity == 0 or int(np.count_nonzero(window)) >= plan.min_activity
 
 
+@dataclass(frozen=True)
+class WindowRun:
+    """Class scores of one window and how it was run: ``runs`` > 1 when its spikes did not fit one run."""
+
+    scores: np.ndarray
+    runs: int = 1
+    #: fraction of the window's input spikes left out because even one tick did not fit the chip
+    thinned: float = 0.0
+
+
+def run_window(window: np.ndarray, backend: _Runs) -> WindowRun:
+    """Run one window on ``backend``, split into runs that fit the chip when its spikes overflow a buffer.
+
+    A dense window (a flickering lamp, a camera much busier than the training data) is a property of the
+    input, not a backend failure. The chip resets between runs anyway, so the window is halved in time
+    until every part fits (each part a fresh run, scores summed). A single tick that still does not fit is
+    thinned deterministically (every k-th active input kept) and the fraction left out is reported.
+    """
+    try:
+        return WindowRun(chunk_scores(backend.run(window, record=()).output_spikes))
+    except ChipMemoryError:
+        if len(window) > 1:
+            half = len(window) // 2
+            first, second = run_window(window[:half], backend), run_window(window[half:], backend)
+            total = int(np.count_nonzero(window))
+            lost = first.thinned * int(np.count_nonzero(window[:half])) + second.thinned * int(
+                np.count_nonzero(window[half:])
+            )
+            return WindowRun(first.scores + second.scores, first.runs + second.runs, lost / total if total else 0.0)
+        return _run_thinned(window, backend)
+
+
+def _run_thinned(tick: np.ndarray, backend: _Runs) -> WindowRun:
+    flat = tick.reshape(-1)
+    active = np.flatnonzero(flat)
+    for keep_every in range(2, max(3, len(active) + 1)):
+        thinned = np.zeros_like(flat)
+        thinned[active[::keep_every]] = 1
+        try:
+            result = backend.run(thinned.reshape(tick.shape), record=())
+        except ChipMemoryError:
+            continue
+        kept = len(active[::keep_every])
+        return WindowRun(chunk_scores(result.output_spikes), 1, 1.0 - kept / len(active))
+    msg = f"a single tick with {len(active)} input spikes does not fit the chip even thinned to one spike"
+    raise ChipMemoryError(msg)
+
+
 def score_window(window: np.ndarray, backend: _Runs, plan: ChunkPlan) -> np.ndarray | None:
-    """Scores of one window run on ``backend``, or None when the activity gate skips it."""
+    """Scores of one window run on ``backend`` (split to fit), or None when the activity gate skips it."""
     if not is_active(window, plan):
         return None
-    result = backend.run(window, record=())
-    return chunk_scores(result.output_spikes)
+    return run_window(window, backend).scores
 
 
 class StreamChunker:

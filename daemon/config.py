@@ -79,6 +79,8 @@ class InputConfig(_Endpoints):
     #: events queued over all streams (about 13 bytes each) before the oldest are dropped / intake pauses
     max_queued_events: int = Field(default=4_000_000, ge=1)
     max_streams: int = Field(default=64, ge=1)
+    #: a peer that has not finished the ZeroMQ handshake by then is disconnected (idle half-open TCP)
+    handshake_timeout_s: float = Field(default=5.0, gt=0, le=300)
 
 
 class OutputConfig(_Endpoints):
@@ -225,6 +227,18 @@ class MetricsConfig(_Section):
     enabled: bool = False
     address: str = "127.0.0.1"
     port: int = Field(default=9105, ge=1, le=65535)
+    #: metrics have no authentication: a non-loopback address must be allowed explicitly
+    allow_remote: bool = False
+
+    @model_validator(mode="after")
+    def _loopback_unless_allowed(self) -> MetricsConfig:
+        if self.enabled and not self.allow_remote and not is_local_endpoint(f"tcp://{self.address}:{self.port}"):
+            msg = (
+                f"metrics.address {self.address!r} is not a loopback address; metrics have no authentication, "
+                "so set metrics.allow_remote = true to serve them there, or use 127.0.0.1"
+            )
+            raise ValueError(msg)
+        return self
 
 
 class LogConfig(_Section):

@@ -142,17 +142,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_config(config: Any) -> int:
-    from .service import Pipeline
+    """What start will do short of binding: load the model, create the backend, translate and map the graph."""
+    from .pipeline import check_model, load_model
 
     try:
-        model = Pipeline.load_model(config)
+        model = load_model(config)
+        backend = check_model(config, model)
     except (ConfigError, ModelCardError) as exc:
         print(f"s2gestured: invalid configuration: model: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except S2GestureError as exc:  # e.g. a board that does not answer: start would serve degraded and retry
+        print(f"s2gestured: configuration OK, but backend {config.backend.name} is not available now: {exc}",
+              file=sys.stderr)
+        return EX_UNAVAILABLE
+    try:
+        fit = f"longest run {backend.max_ticks} ticks, input {tuple(backend.input_shape)}, {backend.n_outputs} classes"
+    finally:
+        backend.close()
     print(
         f"configuration OK: {config.input.mode} input {list(config.input.bind + config.input.connect)}, "
         f"output {list(config.output.bind + config.output.connect)}, backend {config.backend.name}, "
-        f"model {model.card.name} ({model.hash}) from {model.path}"
+        f"model {model.card.name} ({model.hash}) from {model.path}; {fit}"
     )
     return EX_OK
 

@@ -403,7 +403,7 @@ _MISSING = object()
 
 def _field(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str, default: Any = _MISSING) -> Any:
     """One key of an output body, type-checked; ``default`` makes it optional (absent or None)."""
-    value = body.get(key)
+    value: Any = body.get(key)
     if value is None:
         if default is not _MISSING:
             return default
@@ -416,7 +416,10 @@ def _field(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...], wha
             return float(value)
         msg = f"output key {key!r} must be {what}, found {type(value).__name__}"
         raise ProtocolError("bad_type", msg)
-    return float(value) if accepted == (float, int) else value
+    if accepted == (float, int):
+        number: float = body[key]
+        return float(number)
+    return value
 
 
 def _check_v(body: Mapping[str, Any]) -> None:
@@ -681,7 +684,7 @@ def decode_message(frames: Sequence[bytes]) -> Output:
     """A typed output message from its frames; raises ProtocolError for anything else (foreign or malformed)."""
     topic, body = decode_output(frames)
     if topic.startswith(PRED_PREFIX):
-        message: Output = Pred.from_body(body)
+        message: Pred | Gesture = Pred.from_body(body)
     elif topic.startswith(GESTURE_PREFIX):
         message = Gesture.from_body(body)
     elif topic == STATUS_TOPIC:
