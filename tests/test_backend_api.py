@@ -208,3 +208,27 @@ def test_max_ticks_counts_input_ticks_only_on_every_backend(name: str) -> None:
     backend = get_backend(name)
     report = backend.load(tiny_gesture_graph(0))
     assert backend.max_ticks == report.max_ticks - backend.latency_ticks
+
+
+@pytest.mark.parametrize("name", ["emulator", "reference"])
+def test_fits_and_check_chunk_refuse_dense_input_before_any_work(name: str) -> None:
+    """A chunk that overflows the input spike lists is refused by fits/check_chunk and by run before any tick is computed."""
+    from s2gesture.daemon.errors import ChipMemoryError
+
+    backend = get_backend(name)
+    backend.load(tiny_gesture_graph(0))
+    rng = np.random.default_rng(5)
+    sparse = (rng.random((40, 2, 32, 32)) < 0.05).astype(np.uint8)
+    dense = np.ones((backend.max_ticks, 2, 32, 32), np.uint8)  # a flickering lamp over the whole sensor
+    assert backend.fits(sparse) and not backend.fits(dense)
+    assert np.array_equal(backend.check_chunk(sparse), sparse)
+    with pytest.raises(ChipMemoryError, match="spike_list buffer"):
+        backend.check_chunk(dense)
+    before = backend.run(sparse)
+    events = getattr(backend, "last_events", None)
+    with pytest.raises(ChipMemoryError):
+        backend.run(dense)
+    assert getattr(backend, "last_events", None) == events  # nothing ran
+    assert np.array_equal(backend.run(sparse).output_spikes, before.output_spikes)
+    with pytest.raises(BackendError, match="shape"):
+        backend.fits(np.zeros((4, 2, 16, 16), np.uint8))  # malformed is not "does not fit"
