@@ -1,7 +1,8 @@
 """``s2gesture map MODEL.nir``: where a model lives on SpiNNaker2 (PEs, SRAM per PE) and how long a run may be.
 
 Prints the memory model's table (SPINNAKER2.md section 7) and saves a PNG: SRAM per PE stacked by kind
-against the data-SRAM limit, and the chip's 148 PEs coloured by population. Needs no torch.
+against the data-SRAM limit, and the chip's usable PEs coloured by population (limits from the chip record,
+``SpiNNaker2Spec``). Needs no torch.
 """
 
 from __future__ import annotations
@@ -40,17 +41,17 @@ def load_graph(path: str | None, example: str | None) -> tuple[Any, dict[str, An
         return nir.read(path), {}
 
 
-def build_report(graph: Any, options: dict[str, Any]) -> tuple[Any, Any]:
-    """(MappingReport, MemoryModel) without compiling the emulator."""
-    from s2gesture.daemon.backends import ChipOptions
+def build_report(graph: Any, options: dict[str, Any], spec: Any = None) -> tuple[Any, Any]:
+    """(MappingReport, MemoryModel) for chip ``spec`` (default SPINNAKER2) without compiling the emulator."""
+    from s2gesture.daemon.backends import SPINNAKER2, ChipOptions
     from s2gesture.daemon.backends.memory import MemoryModel
     from s2gesture.daemon.backends.translate import translate
 
-    memory = MemoryModel(translate(graph, ChipOptions(**options)))
+    memory = MemoryModel(translate(graph, ChipOptions(**options), SPINNAKER2 if spec is None else spec))
     return memory.report, memory
 
 
-def save_png(report: Any, path: Path, title: str) -> None:
+def save_png(report: Any, path: Path, title: str, spec: Any = None) -> None:
     """Two panels: bytes per PE stacked by kind (with the SRAM limit) and the PE grid by population."""
     import matplotlib
 
@@ -58,7 +59,9 @@ def save_png(report: Any, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from s2gesture.daemon.backends.memory import data_bytes
+    from s2gesture.daemon.backends import SPINNAKER2
+
+    data_kib = (SPINNAKER2 if spec is None else spec).data_bytes / 1024
 
     rows = []
     owner = []
@@ -74,13 +77,13 @@ def save_png(report: Any, path: Path, title: str) -> None:
     for k, kind in enumerate(KINDS):
         ax1.bar(np.arange(n_pe), data[:, k], bottom=bottom, width=0.85, label=kind, color=colors[k])
         bottom += data[:, k]
-    ax1.axhline(data_bytes() / 1024, color="black", linestyle="--", linewidth=1)
-    ax1.text(n_pe - 0.5, data_bytes() / 1024, "data SRAM per PE", ha="right", va="bottom", fontsize=8)
+    ax1.axhline(data_kib, color="black", linestyle="--", linewidth=1)
+    ax1.text(n_pe - 0.5, data_kib, "data SRAM per PE", ha="right", va="bottom", fontsize=8)
     ax1.set_xlim(-0.7, max(n_pe, 1) - 0.3)
     ax1.set_ylabel("KiB per PE")
     ax1.set_xlabel("PE (in population order)")
     ax1.legend(ncol=5, fontsize=8, loc="upper right", framealpha=0.9)
-    ax1.set_ylim(0, data_bytes() / 1024 * 1.18)
+    ax1.set_ylim(0, data_kib * 1.18)
     fig.suptitle(title, fontsize=10)
     cols = 20
     total = max(int(report.pes_available), n_pe)
@@ -132,7 +135,7 @@ def cli(argv: list[str] | None = None) -> int:
             atoms[name] = int(value)
         if atoms:
             options["max_atoms_per_core"] = atoms
-        report, _ = build_report(graph, options)
+        report, memory = build_report(graph, options)
     except S2GestureError as exc:
         print(f"s2gesture map: {exc}", file=sys.stderr)
         return 1
@@ -142,7 +145,7 @@ def cli(argv: list[str] | None = None) -> int:
         print(report.table())
     png = args.png or Path(f"{args.model or args.example}.map.png")
     name = args.model or f"example '{args.example}'"
-    save_png(report, png, f"{name}: input {report.input_rate:g} spikes/tick, max run {report.max_ticks} ticks")
+    save_png(report, png, f"{name}: input {report.input_rate:g} spikes/tick, max run {report.max_ticks} ticks", memory.spec)
     print(f"picture: {png}", file=sys.stderr)
     return 0
 

@@ -19,7 +19,7 @@ def _memory(graph: object, **options: object) -> MemoryModel:
 
 
 def test_every_constant_has_a_source_tag() -> None:
-    """All numbers of the memory model sit in one table, each tagged [P], [S], [E] or [I]."""
+    """All numbers of the memory model sit in the chip record, each tagged [P], [S] or [I]."""
     assert all(c.source.strip("[]").replace("/", "") and c.source.startswith("[") and c.note for c in CONSTANTS.values())
     assert CONSTANTS["pes_usable"].value == 148
 
