@@ -332,6 +332,8 @@ class ReplayStats:
     events: int = 0
     wall_s: float = 0.0
     segment_ids: list[str] = field(default_factory=list)
+    #: what the daemon dropped of this stream, by reason (from its status, once it accounted for the last packet)
+    dropped: dict[str, int] = field(default_factory=dict)
 
     @property
     def events_per_s(self) -> float:
@@ -447,6 +449,34 @@ def connect(
     return sender, status
 
 
+def await_accounted(ctx: Any, args: argparse.Namespace, stream: str, last_seq: int, *, timeout_s: float) -> wire.Status:
+    """The first status in which the daemon has read ``stream`` up to ``last_seq`` and queues nothing of it.
+
+    Closing the socket earlier would let ZeroMQ's linger discard what a busy or paused daemon has not read
+    yet; a replay that exits 0 must mean every packet reached the daemon (processed or counted as dropped).
+    """
+    sub = bus.open_output(ctx, args.output, topics=(), curve=bus.curve_from_args(args))
+    deadline = time.monotonic() + timeout_s
+    seen: int | None = None
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            got = bus.receive(sub, left)
+            if not isinstance(got, wire.Status):
+                continue
+            entry = got.streams.get(stream) or {}
+            seen = entry.get("last_seq")
+            if isinstance(seen, int) and seen >= last_seq and not entry.get("queue"):
+                return got
+    finally:
+        sub.close()
+    read = "none of them" if seen is None else f"up to seq {seen}"
+    msg = (
+        f"the daemon had not accounted for stream {stream!r} within {timeout_s:g} s: sent seq 0..{last_seq}, "
+        f"it read {read}; the packets after that may be lost (is it stalled? raise --drain-timeout)"
+    )
+    raise bus.ClientError(msg)
+
+
 # --------------------------------------------------------------------------------------------- the CLI
 
 
@@ -475,6 +505,10 @@ def add_daemon_arguments(parser: argparse.ArgumentParser, *, stream: str) -> Non
     net.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the daemon (default 10)")
     net.add_argument("--stall-timeout", type=float, default=60.0, help="lossless: give up when the daemon accepts nothing for this long (s)")
     net.add_argument("--no-wait", action="store_true", help="do not wait for a status heartbeat (the daemon's output is elsewhere)")
+    net.add_argument(
+        "--drain-timeout", type=float, default=30.0, metavar="S",
+        help="after sending, wait up to S seconds until the daemon has accounted for the last packet (default 30)",
+    )
     bus.add_curve_arguments(parser)
 
 
@@ -560,6 +594,9 @@ def run(args: argparse.Namespace, out: Any = sys.stdout, recordings: Sequence[Re
                 if not args.loop or last_seg is None:
                     break
                 start_us = last_seg.t_last_us + 1 + round(args.gap_ms * 1000)
+            if not args.no_wait and writer.seq:
+                final = await_accounted(ctx, args, args.stream, writer.seq - 1, timeout_s=args.drain_timeout)
+                writer.stats.dropped = dict(final.streams.get(args.stream, {}).get("dropped") or {})
         finally:
             writer.stats.wall_s = time.monotonic() - started
             sender.close()
@@ -585,4 +622,11 @@ def cli(argv: list[str] | None = None) -> int:
         f"sent {stats.segments} segments, {stats.packets} packets, {stats.events} events "
         f"in {stats.wall_s:.2f} s ({stats.events_per_s / 1e6:.2f} M events/s)"
     )
+    if stats.dropped:
+        lost = ", ".join(f"{reason} {n}" for reason, n in sorted(stats.dropped.items()))
+        print(
+            f"s2gesture replay: warning: the daemon dropped {sum(stats.dropped.values())} of these packets ({lost}); "
+            "a live-mode daemon drops the oldest when it falls behind: use input.mode = \"lossless\" to lose nothing",
+            file=sys.stderr,
+        )
     return 0
