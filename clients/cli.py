@@ -31,6 +31,7 @@ COMMANDS: dict[str, Command] = {
     "status": Command("s2gesture.clients.status:cli", "print a daemon's status; non-zero exit when none answers", "clients"),
     "robot": Command("s2gesture.clients.robot:cli", "example robot controller: gestures -> commands", "clients"),
     "eval": Command("s2gesture.clients.eval:cli", "accuracy and latency of a live daemon on a labelled dataset", "clients"),
+    "view": Command("s2gesture.clients.view:cli", "live web page: events, scores, decisions and daemon status", "clients"),
     "demo": Command("s2gesture.clients.demo:cli", "daemon on the emulator + replayed synthetic gestures, printed", "clients"),
     "keys": Command("s2gesture.clients.keys:cli", "create a CURVE keypair for a remote daemon or client", "clients"),
 }
