@@ -27,6 +27,7 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command("s2gesture.models.evaluate:cli", "float vs int8 vs emulated-chip accuracy, side by side", "model"),
     "map": Command("s2gesture.models.mapping:cli", "map a NIR model onto SpiNNaker2 PEs and SRAM (table + PNG)", "model"),
     "replay": Command("s2gesture.clients.replay:cli", "publish recordings to a daemon in protocol v1", "clients"),
+    "camera": Command("s2gesture.clients.camera:cli", "bridge a live camera (DV, iniVation USB, AEStream UDP) to a daemon", "clients"),
     "listen": Command("s2gesture.clients.listen:cli", "print predictions, gestures and status from a daemon", "clients"),
     "status": Command("s2gesture.clients.status:cli", "print a daemon's status; non-zero exit when none answers", "clients"),
     "robot": Command("s2gesture.clients.robot:cli", "example robot controller: gestures -> commands", "clients"),
