@@ -101,7 +101,8 @@ def cli(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="s2gesture show",
-        description="Render a recording (.npy in tonic's layout, .npz, .aedat + segment, .aedat4) as a PNG strip "
+        description="Render a recording (.npy in tonic's layout, .npz, .aedat + segment, .aedat4, Prophesee .raw/.dat, "
+        "ROS .bag/.db3/.mcap or a ROS 2 bag folder) as a PNG strip "
         "of event frames or an animated GIF (chosen by the output's extension).",
     )
     parser.add_argument("recording", help="file to show")
