@@ -175,6 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speed", type=float, default=math.inf, help="replay at this multiple of real time (default: as fast as possible)")
     parser.add_argument("--model", help="serve this .nir model instead of the bundled one")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (daemon log, config, report)")
+    # --- live view (s2gesture view) ---
+    parser.add_argument(
+        "--view",
+        nargs="?",
+        const="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="serve the live web page on HOST:PORT (default 127.0.0.1:8080) while replaying; the replay then runs in real time",
+    )
+    # --- end live view ---
     return parser
 
 
@@ -226,16 +235,22 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             labels = list(GESTURE_CLASSES)
             results_order = [s.segment_id for s in replay.place_segments(recordings, gap_us=500_000)]
             t_replay = time.monotonic()
-            result = live_eval.evaluate_live(
-                recordings,
-                input_endpoint=daemon.input,
-                output_endpoint=daemon.output,
-                stream="demo",
-                speed=args.speed,
-                timeout_s=10.0,
-                final_timeout_s=60.0,
-                on_final=on_final,
-            )
+            # --- live view: the page and a copy of the feed; a page is only worth watching in real time ---
+            from .view import demo_view
+
+            speed = 1.0 if args.view is not None and math.isinf(args.speed) else args.speed
+            with demo_view(args.view, daemon.output, daemon.input, workdir, args.model, out) as input_endpoint:
+                result = live_eval.evaluate_live(
+                    recordings,
+                    input_endpoint=input_endpoint,
+                    output_endpoint=daemon.output,
+                    stream="demo",
+                    speed=speed,
+                    timeout_s=10.0,
+                    final_timeout_s=60.0,
+                    on_final=on_final,
+                )
+            # --- end live view ---
             replay_s = time.monotonic() - t_replay
         code = daemon.proc.returncode
         report = result.report()

@@ -698,6 +698,30 @@ def tee(listen: str, forward: str, copy_to: str) -> Iterator[str]:
             sock.close()
 
 
+@contextmanager
+def demo_view(http: str | None, output: str, daemon_input: str, workdir: Path, model: str | None, out: Any) -> Iterator[str]:
+    """For ``s2gesture demo --view HOST:PORT``: the page and a tee for its lossless feed; yields the input to send to.
+
+    With ``http`` None nothing starts and the daemon's own input is yielded.
+    """
+    if http is None:
+        yield daemon_input
+        return
+    require_aiohttp()
+    host, port = parse_http(http)
+    check_exposure(host, port, None)
+    view_input = f"ipc://{workdir}/view-in"
+    config = ViewConfig(output=output, input=view_input, host=host, port=port, geometry=load_geometry(model))
+    thread = ViewThread(config)
+    url = thread.start()
+    print(f"live view: {url}  (open it in a browser; the replay runs in real time while --view is on)", file=out, flush=True)
+    try:
+        with tee(f"ipc://{workdir}/tee", daemon_input, view_input) as listen:
+            yield listen
+    finally:
+        thread.stop()
+
+
 # ----------------------------------------------------------------------------------------------- CLI
 
 

@@ -293,6 +293,7 @@
     const conn = $("conn");
     ws.onopen = () => { backoff = 250; conn.textContent = "live"; conn.className = "conn up"; };
     ws.onmessage = (e) => {
+      view.bytes = (view.bytes || 0) + e.data.length;
       let m;
       try { m = JSON.parse(e.data); } catch (err) { return; }
       const h = handlers[m.type];
