@@ -159,6 +159,10 @@ def read_prophesee(path: str | Path) -> Recording:
         sensor = (int(events["x"].max()) + 1, int(events["y"].max()) + 1) if len(events) else (1, 1)
         meta["sensor_size_from"] = "events"
     for axis, limit in (("x", sensor[0]), ("y", sensor[1])):
+        col = raw[axis]
+        # min/max first: the per-event mask is only built for a file that is wrong
+        if not len(col) or (int(col.min()) >= 0 and int(col.max()) < limit):
+            continue
         bad = np.flatnonzero((events[axis] < 0) | (events[axis] >= limit))
         if bad.size:
             i = int(bad[0])
@@ -168,7 +172,8 @@ def read_prophesee(path: str | Path) -> Recording:
                 "sensor named in the header; the header or the payload is wrong"
             )
             raise EventDataError(msg)
-    if events.shape[0] > 1 and np.any(events["t"][1:] < events["t"][:-1]):
+    t = raw["t"]
+    if t.shape[0] > 1 and not bool((t[1:] >= t[:-1]).all()):
         events = events[np.argsort(events["t"], kind="stable")]
     return Recording(events, sensor, name=path.stem, meta=meta)
 
