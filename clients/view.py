@@ -69,6 +69,9 @@ ON_RGB = np.array([255, 196, 40], dtype=np.float32)
 OFF_RGB = np.array([60, 150, 255], dtype=np.float32)
 #: events per pixel per frame that saturate the colour
 SATURATION = 4.0
+#: event packets per stream and frame the view decodes; beyond it, every k-th packet (a 1 M events/s
+#: camera in 1 ms packets sends 100 per frame at 10 fps, and decoding them all would cost the view a core)
+DECODE_BUDGET = 20
 #: a WebSocket client further behind than this many messages loses updates (the server never blocks)
 CLIENT_QUEUE = 256
 
@@ -163,9 +166,22 @@ class StreamView:
     decisions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=12))
     current: dict[str, Any] | None = None
     frame: dict[str, Any] | None = None
+    #: packets received this frame, and 1 in how many is decoded (set from the previous frame's count)
+    packets_frame: int = 0
+    sample_every: int = 1
+
+    def wants(self) -> bool:
+        """Count a received packet; whether to decode it (every ``sample_every``-th)."""
+        self.packets_frame += 1
+        return self.packets_frame % self.sample_every == 0
+
+    def next_frame(self) -> None:
+        """Adapt the sampling to the packets of the frame that ended."""
+        self.sample_every = max(1, math.ceil(self.packets_frame / DECODE_BUDGET))
+        self.packets_frame = 0
 
     def add_events(self, packet: wire.EventPacket) -> None:
-        """Accumulate a packet's events per pixel and polarity."""
+        """Accumulate a packet's events per pixel and polarity (the counters scaled by the sampling)."""
         size = (packet.width, packet.height)
         if self.sensor != size or self.on is None or self.off is None:
             self.sensor = size
@@ -178,8 +194,8 @@ class StreamView:
             n = size[0] * size[1]
             self.on += np.bincount(flat[pol], minlength=n)
             self.off += np.bincount(flat[~pol], minlength=n)
-            self.events += len(ev)
-            self.events_since_frame += len(ev)
+            self.events += len(ev) * self.sample_every
+            self.events_since_frame += len(ev) * self.sample_every
             self.last_event_s = time.monotonic()
             self.dirty = True
 
@@ -395,6 +411,8 @@ class ViewServer:
     def on_frame_tick(self, period_s: float) -> None:
         """Render the streams that got events since the last tick; announce a silent daemon."""
         for view in self.streams.values():
+            sampled = view.sample_every
+            view.next_frame()
             if not view.dirty or view.sensor is None:
                 continue
             png = view.render_png()
@@ -408,6 +426,7 @@ class ViewServer:
                 "box": self.geometry.box(view.sensor),
                 "events_per_s": view.events_since_frame / period_s,
                 "events": view.events,
+                "sample_every": sampled,
             }
             view.events_since_frame = 0
             self.broadcast(view.frame, view.sid)
@@ -445,9 +464,18 @@ class ViewServer:
             sub.close(0)
 
     async def _input_loop(self, sub: Any) -> None:
+        prefix = wire.EVENTS_PREFIX.encode()
         try:
             while True:
                 frames = await sub.recv_multipart()
+                # the stream from the topic alone: packets the sampling skips cost no decoding
+                topic = bytes(frames[0])
+                sid = topic[len(prefix) : -1].decode("ascii", "replace")
+                if not (topic.startswith(prefix) and topic.endswith(b"/") and wire.STREAM_RE.fullmatch(sid)):
+                    self.counters["input_undecodable"] += 1
+                    continue
+                if not self.stream(sid).wants():
+                    continue
                 try:
                     packet = wire.decode_input(frames)
                 except ProtocolError:

@@ -121,7 +121,7 @@
   function drawFrame(s, f) {
     s.frame = f;
     s.noevents.hidden = true;
-    s.rate.textContent = si(f.events_per_s) + " ev/s seen";
+    s.rate.textContent = si(f.events_per_s) + " ev/s seen" + (f.sample_every > 1 ? " (1 in " + f.sample_every + " packets drawn)" : "");
     const img = new Image();
     img.onload = () => {
       const c = s.canvas;
