@@ -79,8 +79,70 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" (did you mean '{near[0]}'?)" if near else ""
         print(f"s2gesture: unknown command '{name}'{hint}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    func = resolve(name)
-    return int(func(args[1:]) or 0)  # type: ignore[operator]
+    debug = "--debug" in args[1:]
+    rest = [a for a in args[1:] if a != "--debug"]
+    return run_command(name, rest, debug=debug)
+
+
+#: exit codes of every subcommand's failures (docs/model.md, "Exit codes"); 0 = success, and a command may
+#: use 1 for "ran, but the answer is no" (e.g. `map` for a model that cannot run on the chip)
+EXIT_BAD_INPUT = 2  # bad arguments or input: missing, corrupt or wrong kind of file, invalid value
+EXIT_INTERNAL = 70  # an unexpected error (a bug): EX_SOFTWARE
+EXIT_PIPE = 141  # stdout closed early (`| head`): what a shell reports for SIGPIPE, nothing printed
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+def run_command(name: str, argv: list[str], *, debug: bool = False) -> int:
+    """Run subcommand ``name``; any error that escapes it ends as one line on stderr and an exit code.
+
+    ``debug`` (``--debug`` anywhere on the command line) re-raises instead, so the traceback shows.
+    """
+    prog = f"s2gesture {name}"
+    try:
+        func = resolve(name)
+        return int(func(argv) or 0)  # type: ignore[operator]
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_PIPE
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the one place that turns escaping errors into one line
+        if debug:
+            raise
+        from s2gesture.daemon.errors import S2GestureError
+
+        if isinstance(exc, S2GestureError | OSError | ValueError):
+            print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(
+            f"{prog}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            "(unexpected; rerun with --debug for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's message on one line (an OSError without one names its file and reason)."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush raises no second BrokenPipeError."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

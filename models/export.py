@@ -174,6 +174,8 @@ def cli(argv: list[str] | None = None) -> int:
     import json
 
     args = build_parser().parse_args(argv)
+    from s2gesture.daemon.errors import ModelCardError
+
     from .train import load_model_file
 
     model, blob = load_model_file(args.model)
@@ -181,10 +183,14 @@ def cli(argv: list[str] | None = None) -> int:
         msg = (
             f"{args.model} is a {blob.get('kind')!r} model; export an integer model from `s2gesture quantize`"
         )
-        raise SystemExit(msg)
+        raise ModelCardError(msg)
     metrics = dict(blob.get("metrics", {}))
     if args.metrics:
-        metrics |= json.loads(Path(args.metrics).read_text())
+        try:
+            metrics |= json.loads(Path(args.metrics).read_text())
+        except json.JSONDecodeError as exc:
+            msg = f"--metrics {args.metrics}: expected a JSON object, found invalid JSON ({exc}); pass a report.json"
+            raise ModelCardError(msg) from exc
     card = make_card(
         args.name or Path(args.out).stem,
         blob["quantization"],

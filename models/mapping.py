@@ -31,14 +31,25 @@ def load_graph(path: str | None, example: str | None) -> tuple[Any, dict[str, An
     from s2gesture.daemon.card import read_model
     from s2gesture.daemon.errors import ModelCardError
 
+    file = Path(str(path))
+    if not file.is_file():
+        msg = f"model file {file} does not exist; pass a .nir (e.g. from `s2gesture export`) or --example paper"
+        raise ModelCardError(msg)
     try:
-        model = read_model(path)
+        model = read_model(file)
         return model.graph, options_from_card(model.card)
-    except ModelCardError:
+    except ModelCardError as card_error:
         import nir
 
         # a plain NIR file without our card: the chip converter's published deployment settings
-        return nir.read(path), {}
+        try:
+            return nir.read(file), {}
+        except Exception as exc:  # h5py and nir raise OSError, KeyError, TypeError... for a file that is not NIR
+            msg = (
+                f"{file}: expected a NIR graph (HDF5, from `s2gesture export` or nir.write), found a file nir "
+                f"cannot read ({type(exc).__name__}); as a model card file: {card_error}"
+            )
+            raise ModelCardError(msg) from exc
 
 
 def build_report(graph: Any, options: dict[str, Any], spec: Any = None) -> tuple[Any, Any]:
@@ -137,8 +148,8 @@ def cli(argv: list[str] | None = None) -> int:
             options["max_atoms_per_core"] = atoms
         report, memory = build_report(graph, options)
     except S2GestureError as exc:
-        print(f"s2gesture map: {exc}", file=sys.stderr)
-        return 1
+        print(f"s2gesture map: error: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
     else:
@@ -147,6 +158,15 @@ def cli(argv: list[str] | None = None) -> int:
     name = args.model or f"example '{args.example}'"
     save_png(report, png, f"{name}: input {report.input_rate:g} spikes/tick, max run {report.max_ticks} ticks", memory.spec)
     print(f"picture: {png}", file=sys.stderr)
+    if not report.fits:
+        # the table and picture still show where it overflows; the exit code says it cannot run
+        why = (
+            f"{report.pes_used} PEs needed, {report.pes_available} usable"
+            if report.pes_used > report.pes_available
+            else f"max run {report.max_ticks} ticks (limited by {report.limiting})"
+        )
+        print(f"s2gesture map: {name} cannot run on one SpiNNaker2 chip: {why}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -232,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cli(argv: list[str] | None = None) -> int:
     """``s2gesture quantize``."""
     args = build_parser().parse_args(argv)
+    from s2gesture.daemon.errors import ConfigError, ModelCardError
+
     from .train import load_model_file, setup_torch
 
     setup_torch(args.seed, 2)
@@ -240,7 +242,7 @@ def cli(argv: list[str] | None = None) -> int:
         msg = (
             f"{args.model} is a {blob.get('kind')!r} model; quantize a float model.pt from `s2gesture train`"
         )
-        raise SystemExit(msg)
+        raise ModelCardError(msg)
     semantics = args.semantics or blob.get("semantics", "snntorch")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -249,7 +251,7 @@ def cli(argv: list[str] | None = None) -> int:
     else:
         if not args.data:
             msg = "QAT fine-tunes on data: pass --data ROOT (the training set's tonic-layout root)"
-            raise SystemExit(msg)
+            raise ConfigError(msg)
         from s2gesture.daemon.preprocess import PreprocessSpec
 
         from .binned import load_split

@@ -283,15 +283,41 @@ def load_model_file(path: str | Path) -> tuple[PSNN, dict[str, Any]]:
     """Read a model written by :func:`save_float_model` (or the quantizer's ``.pt``) into a float-layer PSNN."""
     import torch
 
+    from s2gesture.daemon.errors import ModelCardError
+
     from .network import PSNN, PSNNConfig
 
     path = Path(path)
     if not path.is_file():
         msg = f"model file {path} does not exist; train one with `s2gesture train --out DIR` (DIR/model.pt)"
         raise FileNotFoundError(msg)
-    blob = torch.load(path, weights_only=False)
+    if path.suffix.lower() == ".nir":
+        msg = (
+            f"{path}: expected a torch model .pt (from `s2gesture train` or `s2gesture quantize`), found a NIR "
+            "export; pass the .pt it was exported from (a .nir is what `evaluate --quantized`, `map` and the daemon take)"
+        )
+        raise ModelCardError(msg)
+    try:
+        blob = torch.load(path, weights_only=False, map_location="cpu")
+    except Exception as exc:  # the unpickler raises many types (UnpicklingError, EOFError, RuntimeError, ...)
+        msg = (
+            f"{path}: expected a torch model .pt written by `s2gesture train` or `s2gesture quantize`, found a file "
+            f"torch cannot read ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}); re-create or re-copy it"
+        )
+        raise ModelCardError(msg) from exc
+    if not isinstance(blob, dict) or not {"config", "state_dict"} <= set(blob):
+        found = sorted(blob)[:8] if isinstance(blob, dict) else type(blob).__name__
+        msg = (
+            f"{path}: expected a model .pt with 'config' and 'state_dict' (from `s2gesture train` or "
+            f"`s2gesture quantize`), found {found}; a training checkpoint.pt is not a model: use DIR/model.pt"
+        )
+        raise ModelCardError(msg)
     model = PSNN(PSNNConfig.from_dict(blob["config"]))
-    model.load_state_dict(blob["state_dict"])
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as exc:
+        msg = f"{path}: its weights do not match its config ({' '.join(str(exc).split())[:200]}); re-create the file"
+        raise ModelCardError(msg) from exc
     model.eval()
     return model, blob
 
