@@ -1,9 +1,17 @@
 """Binned recordings for training and evaluation: the shared preprocessing, run once and cached on disk.
 
 Every recording goes through :func:`s2gesture.daemon.preprocess.preprocess_recording`, the code path the
-daemon serves with, so training and serving cannot drift. The binary tensors are cached as one ``.npz`` of
-packed bits per (dataset split, preprocessing spec), keyed by a hash of the spec and of the source files'
-names, sizes and modification times: change either and the cache is rebuilt.
+daemon serves with, so training and serving cannot drift. The binary tensors are cached bit-packed (one bit
+per pixel, polarity and tick: 256 bytes per 1 ms tick of a 2x32x32 frame, 8x less than uint8) in a folder
+per (dataset split, preprocessing spec), keyed by a hash of the spec and of the source files' names, sizes
+and modification times: change either and the cache is rebuilt. The cache lives under the user's cache
+directory (``$XDG_CACHE_HOME/s2gesture`` or ``~/.cache/s2gesture``; ``--cache DIR`` elsewhere), never
+inside the dataset. It is built once, one recording at a time (only the packed bits of the recording in
+hand are in memory), and read memory-mapped: a recording's ticks are unpacked only when a window of them
+is asked for (:class:`PackedSpikes`), so training memory does not grow with the dataset.
+
+Datasets: tonic's layout (:mod:`.datasets.tonic_layout`) and the IBM raw release with its official split
+files (:mod:`.datasets.ibm`), told apart by :func:`dataset_kind`.
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +28,72 @@ from typing import Any
 
 import numpy as np
 
+from s2gesture.daemon.card import GESTURE_MIRROR
+from s2gesture.daemon.errors import EventDataError
 from s2gesture.daemon.events import Recording
 from s2gesture.daemon.preprocess import PreprocessSpec, preprocess_recording
 
-#: label permutation of a left-right mirror (MODEL.md): 1<->2 (hand waves), 3<->6 and 4<->5 (arm circles:
-#: a mirrored clockwise circle of the right arm is a counter-clockwise circle of the left arm).
-MIRROR_LABELS: tuple[int, ...] = (0, 2, 1, 6, 5, 4, 3, 7, 8, 9, 10)
+#: label permutation of a left-right mirror (the daemon card's table, MODEL.md): 1<->2, 3<->6, 4<->5
+MIRROR_LABELS: tuple[int, ...] = GESTURE_MIRROR
+
+#: version of the cache folder's layout (part of the key: a new layout never reads an old cache)
+CACHE_FORMAT = 2
+
+
+class PackedSpikes:
+    """A recording's binary spikes ``[T, C, H, W]`` kept bit-packed (memory-mapped); ticks unpack on slicing.
+
+    Behaves as the uint8 array where the toolkit uses one: ``shape``, ``dtype``, ``len``, time slices
+    (``x[a:b]`` -> a uint8 array of those ticks) and ``np.asarray(x)`` (the whole recording).
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, packed: np.ndarray, frame: tuple[int, ...]) -> None:
+        self._packed = packed  # uint8 [T, ceil(prod(frame) / 8)]
+        self._frame = tuple(int(v) for v in frame)
+        self._n = int(np.prod(self._frame))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (int(self._packed.shape[0]), *self._frame)
+
+    @property
+    def nbytes_packed(self) -> int:
+        return int(self._packed.nbytes)
+
+    def __len__(self) -> int:
+        return int(self._packed.shape[0])
+
+    def _unpack(self, rows: np.ndarray) -> np.ndarray:
+        flat = np.unpackbits(np.asarray(rows), axis=-1, count=self._n)
+        return flat.reshape(rows.shape[0], *self._frame)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, slice):
+            return self._unpack(self._packed[key])
+        if isinstance(key, int | np.integer):
+            return self._unpack(self._packed[int(key) : int(key) + 1 or None])[0]
+        return np.asarray(self)[key]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self._unpack(self._packed[:])
+        return out if dtype is None else out.astype(dtype)
+
+
+def pack(spikes: np.ndarray) -> np.ndarray:
+    """``uint8 [T, C, H, W]`` of 0/1 -> packed rows ``uint8 [T, ceil(C*H*W / 8)]`` (one row per tick)."""
+    arr = np.asarray(spikes)
+    return np.packbits(arr.reshape(arr.shape[0], -1), axis=-1)
+
+
+def default_cache_dir() -> Path:
+    """``$S2GESTURE_CACHE``, else ``$XDG_CACHE_HOME/s2gesture``, else ``~/.cache/s2gesture``."""
+    if os.environ.get("S2GESTURE_CACHE"):
+        return Path(os.environ["S2GESTURE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "s2gesture"
 
 
 @dataclass
@@ -34,6 +104,7 @@ class BinnedSet:
     labels: np.ndarray
     users: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+    skipped_rows: int = 0  # bad label rows skipped while listing the recordings (IBM release, strict=False)
 
     def __len__(self) -> int:
         return len(self.spikes)
@@ -57,6 +128,7 @@ class BinnedSet:
             "ticks_median": float(np.median(lengths)) if lengths else 0.0,
             "ticks_max": max(lengths, default=0),
             "class_counts": np.bincount(self.labels, minlength=11).tolist() if len(self) else [],
+            "skipped_label_rows": self.skipped_rows,
         }
 
 
@@ -74,7 +146,7 @@ def bin_recordings(recordings: Iterable[Recording], spec: PreprocessSpec) -> Bin
     for rec in recordings:
         if rec.label is None:
             msg = f"recording {rec.name!r} has no label; training and evaluation need labelled recordings"
-            raise ValueError(msg)
+            raise EventDataError(msg)
         if tuple(rec.sensor_size) != tuple(spec.sensor_size):
             spec = dataclasses.replace(spec, sensor_size=tuple(rec.sensor_size))
         spikes.append(preprocess_recording(rec, spec))
@@ -84,11 +156,12 @@ def bin_recordings(recordings: Iterable[Recording], spec: PreprocessSpec) -> Bin
     return BinnedSet(spikes, np.asarray(labels, dtype=np.int64), users, names)
 
 
-def _spec_key(spec: PreprocessSpec, sources: Sequence[Path]) -> str:
+def _spec_key(spec: PreprocessSpec, sources: Sequence[Path], extra: str = "") -> str:
     h = hashlib.sha256(json.dumps(dataclasses.asdict(spec), sort_keys=True).encode())
+    h.update(f"format{CACHE_FORMAT};{extra};".encode())
     for p in sources:
         st = p.stat()
-        h.update(f"{p}:{st.st_size}:{st.st_mtime_ns};".encode())
+        h.update(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns};".encode())
     return h.hexdigest()[:16]
 
 
@@ -126,6 +199,62 @@ def load_binned(path: Path) -> BinnedSet:
         return BinnedSet(spikes, z["labels"].astype(np.int64), list(z["users"]), list(z["names"]))
 
 
+def dataset_kind(root: str | Path) -> str:
+    """"ibm" (the raw release's split files), "tonic" (DVSGesture/ibmGesture*), or an EventDataError naming both."""
+    from s2gesture.models.datasets import ibm, tonic_layout
+
+    root = Path(root)
+    if ibm.is_release(root):
+        return "ibm"
+    if any((tonic_layout.dataset_dir(root) / f).is_dir() for f in tonic_layout.SPLIT_FOLDERS.values()):
+        return "tonic"
+    msg = (
+        f"{root}: expected a DVS128 Gesture dataset, found neither layout: tonic's (ROOT/DVSGesture/ibmGestureTrain/"
+        "userNN_<lighting>/<label>.npy) nor the IBM raw release (ROOT/DvsGesture/trials_to_train.txt, "
+        "trials_to_test.txt, userNN_<lighting>.aedat + _labels.csv); generate one with `s2gesture synth "
+        "--out ROOT --layout ibm ...` or point --data at a DVS128 Gesture copy"
+    )
+    raise EventDataError(msg)
+
+
+@dataclass
+class SplitSource:
+    """What a split is made of: the recordings to bin (lazily), the files they come from, and notes."""
+
+    kind: str
+    sources: list[Path]
+    count: int
+    recordings: Iterable[Recording]
+    skipped_rows: int = 0
+    key_extra: str = ""
+
+
+def split_source(root: str | Path, split: str, *, limit: int | None = None, strict: bool = True) -> SplitSource:
+    """The recordings of ``split`` of the dataset under ``root`` (either layout), not yet read."""
+    from s2gesture.models.datasets import ibm, tonic_layout
+
+    root = Path(root)
+    kind = dataset_kind(root)
+    if kind == "ibm":
+        gestures, skipped = ibm.list_gestures(root, split, strict=strict)
+        gestures = _spread(gestures, limit)
+        files = sorted({g.aedat for g in gestures} | {g.labels for g in gestures})
+        listing = ibm.release_dir(root) / ibm.SPLIT_FILES[split]  # type: ignore[operator]
+        rows = ",".join(f"{g.aedat.name}:{g.row}" for g in gestures)
+        return SplitSource(kind, [listing, *files], len(gestures), ibm.load_gestures(gestures), skipped,
+                           f"ibm;strict={strict};{hashlib.sha256(rows.encode()).hexdigest()}")  # fmt: skip
+    samples = _spread(tonic_layout.list_samples(root, split), limit)
+    return SplitSource(kind, [s.path for s in samples], len(samples), (tonic_layout.load_sample(s) for s in samples))
+
+
+def _spread(items: list[Any], limit: int | None) -> list[Any]:
+    # spread a limited selection over users and classes instead of taking the first user only
+    if limit is None:
+        return items
+    step = max(1, len(items) // max(1, limit))
+    return items[::step][:limit]
+
+
 def load_split(
     root: str | Path,
     split: str,
@@ -133,35 +262,83 @@ def load_split(
     *,
     cache_dir: str | Path | None = None,
     limit: int | None = None,
+    strict: bool = True,
+    progress: bool = True,
 ) -> BinnedSet:
-    """Binned recordings of ``split`` ("train"/"test") of a tonic-layout dataset under ``root``, cached."""
-    from s2gesture.models.datasets import tonic_layout
+    """Binned recordings of ``split`` ("train"/"test") of the dataset under ``root``, cached bit-packed.
 
-    root = Path(root)
-    samples = tonic_layout.list_samples(root, split)
-    if limit is not None:
-        # spread a limited selection over users and classes instead of taking the first user only
-        step = max(1, len(samples) // limit)
-        samples = samples[::step][:limit]
-    sources = [s.path for s in samples]
-    if not sources:
+    ``root``: tonic's layout or the IBM raw release (official split files). ``strict=False`` skips bad
+    label rows of the raw release (counted in the returned set's ``skipped_rows``).
+    """
+    src = split_source(root, split, limit=limit, strict=strict)
+    if not src.count:
+        layout = ("DvsGesture/trials_to_<split>.txt naming .aedat files with labelled rows" if src.kind == "ibm"
+                  else f"<root>/DVSGesture/ibmGesture{'Train' if split == 'train' else 'Test'}/userNN_<lighting>/<label>.npy")  # fmt: skip
         msg = (
-            f"no recordings of split {split!r} under {root} (expected <root>/DVSGesture/ibmGesture"
-            f"{'Train' if split == 'train' else 'Test'}/userNN_<lighting>/<label>.npy); "
-            "generate some with `s2gesture synth OUT` or point --data at a DVS128 Gesture copy"
+            f"no recordings of split {split!r} under {root} (expected {layout}); "
+            "generate some with `s2gesture synth --out DIR` or point --data at a DVS128 Gesture copy"
         )
         raise FileNotFoundError(msg)
-    cache = Path(cache_dir) if cache_dir is not None else root / ".s2gesture_cache"
-    path = cache / f"{split}-{_spec_key(spec, sources)}.npz"
-    if path.is_file():
-        return load_binned(path)
-    recordings = (tonic_layout.load_sample(s) for s in samples)
-    data = bin_recordings(_progress(recordings, len(samples), f"preprocess {split}"), spec)
-    save_binned(path, data)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = cache / f"{split}-{_spec_key(spec, src.sources, src.key_extra)}"
+    if not (path / "index.npz").is_file():
+        build_cache(path, _progress(src.recordings, src.count, f"binning {split} (once)", progress), spec)
+    data = open_cache(path)
+    data.skipped_rows = src.skipped_rows
     return data
 
 
-def _progress(it: Iterable[Any], total: int, desc: str) -> Iterable[Any]:
+def build_cache(path: Path, recordings: Iterable[Recording], spec: PreprocessSpec) -> Path:
+    """Bin ``recordings`` one at a time into the packed cache folder ``path`` (written whole or not at all)."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    lengths, labels, users, names = [], [], [], []
+    frame: tuple[int, ...] | None = None
+    try:
+        with open(tmp / "bits.bin", "wb") as fh:
+            for rec in recordings:
+                if rec.label is None:
+                    msg = f"recording {rec.name!r} has no label; training and evaluation need labelled recordings"
+                    raise EventDataError(msg)
+                if tuple(rec.sensor_size) != tuple(spec.sensor_size):
+                    spec = dataclasses.replace(spec, sensor_size=tuple(rec.sensor_size))
+                spikes = preprocess_recording(rec, spec)
+                frame = tuple(int(v) for v in spikes.shape[1:])
+                fh.write(pack(spikes).tobytes())
+                lengths.append(int(spikes.shape[0]))
+                labels.append(int(rec.label))
+                users.append(user_of(rec))
+                names.append(rec.name)
+        np.savez(tmp / "index.npz", lengths=np.asarray(lengths, dtype=np.int64),
+                 frame=np.asarray(frame or spec.frame_shape, dtype=np.int64), labels=np.asarray(labels, dtype=np.int64),
+                 users=np.asarray(users, dtype=str), names=np.asarray(names, dtype=str))  # fmt: skip
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.replace(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def open_cache(path: Path) -> BinnedSet:
+    """A cache folder written by :func:`build_cache` as a BinnedSet of memory-mapped :class:`PackedSpikes`."""
+    with np.load(path / "index.npz") as z:
+        lengths = z["lengths"]
+        frame = tuple(int(v) for v in z["frame"])
+        labels = z["labels"].astype(np.int64)
+        users, names = [str(u) for u in z["users"]], [str(n) for n in z["names"]]
+    row = -(-int(np.prod(frame)) // 8)
+    total = int(lengths.sum())
+    if total == 0:
+        bits = np.zeros((0, row), dtype=np.uint8)
+    else:
+        bits = np.memmap(path / "bits.bin", dtype=np.uint8, mode="r", shape=(total, row))
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    spikes: list[Any] = [PackedSpikes(bits[starts[i] : starts[i + 1]], frame) for i in range(len(lengths))]
+    return BinnedSet(spikes, labels, users, names)
+
+
+def _progress(it: Iterable[Any], total: int, desc: str, enabled: bool = True) -> Iterable[Any]:
     from tqdm import tqdm
 
-    return tqdm(it, total=total, desc=desc, leave=False)
+    return tqdm(it, total=total, desc=desc, leave=False, disable=not enabled, unit="rec")

@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("ptq", "qat"), default="ptq")
     p.add_argument("--percentile", type=float, default=100.0, help=f"PTQ: percentile of |W| mapped to the largest weight ({SPINNAKER2.weight_max})")
     p.add_argument("--out", required=True, help="output .pt (integer model)")
-    p.add_argument("--data", help="QAT: dataset root (tonic layout)")
+    p.add_argument("--data", help="QAT: dataset root (tonic layout or the IBM raw release)")
     p.add_argument("--epochs", type=int, default=3, help="QAT fine-tuning epochs")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--window", type=int, default=300)
@@ -226,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int)
     p.add_argument("--no-progress", action="store_true")
+    from .train import add_data_arguments
+
+    add_data_arguments(p)
     return p
 
 
@@ -254,11 +257,9 @@ def cli(argv: list[str] | None = None) -> int:
             raise ConfigError(msg)
         from s2gesture.daemon.preprocess import PreprocessSpec
 
-        from .binned import load_split
+        from .train import load_splits
 
-        spec = PreprocessSpec(sensor_size=(128, 128))
-        train = load_split(args.data, "train", spec, limit=args.limit)
-        test = load_split(args.data, "test", spec, limit=args.limit)
+        train, test = load_splits(args, PreprocessSpec(sensor_size=(128, 128)), limit=args.limit)
         qmodel, record = quantize_qat(
             model,
             train,

@@ -615,6 +615,7 @@ class SessionJob:
     duration_s: float
     out: str
     aedat: bool
+    layout: str = "tonic"  # "tonic" (.npy per recording) or "ibm" (the raw release: .aedat + CSV + split files only)
 
 
 def session_order(seed: int, user: int, session: int) -> list[int]:
@@ -658,14 +659,16 @@ def run_session(job: SessionJob) -> tuple[int, float]:
         recording(job.seed, job.user, job.session, job.lighting, lab, job.duration_s)
         for lab in range(N_CLASSES)
     ]
-    for rec in recs:
-        tonic_layout.write_sample(job.out, job.split, job.user, job.lighting, int(rec.label or 0), rec.events)
-    if job.aedat:
-        from .datasets import aedat3
+    if job.layout == "tonic":
+        for rec in recs:
+            tonic_layout.write_sample(job.out, job.split, job.user, job.lighting, int(rec.label or 0), rec.events)
+    if job.aedat or job.layout == "ibm":
+        from .datasets import aedat3, ibm
 
         slots = sorted((int(r.meta["start_us"]), int(r.meta["end_us"]), int(r.label or 0)) for r in recs)
         segments = [(label, start, end) for start, end, label in slots]
-        folder = Path(job.out) / "aedat" / job.split
+        # the raw release keeps every session of both splits in one folder (the split files say which is which)
+        folder = Path(job.out) / ibm.RELEASE_FOLDER if job.layout == "ibm" else Path(job.out) / "aedat" / job.split
         name = tonic_layout.session_name(job.user, job.lighting)
         events = np.concatenate([r.events for r in recs])
         aedat3.write_session(folder / f"{name}.aedat", folder / f"{name}_labels.csv", events, segments)
@@ -680,13 +683,14 @@ def plan_jobs(
     duration_s: float,
     repeats: int,
     aedat: bool,
+    layout: str = "tonic",
 ) -> list[SessionJob]:
     """Sessions of a dataset: train users 1..N, test users N+1..N+M, ``repeats`` lightings each."""
     jobs = []
     for user in range(1, train_users + test_users + 1):
         split = "train" if user <= train_users else "test"
         for session, lighting in enumerate(session_lightings(user, repeats)):
-            jobs.append(SessionJob(seed, split, user, session, lighting, duration_s, str(out), aedat))
+            jobs.append(SessionJob(seed, split, user, session, lighting, duration_s, str(out), aedat, layout))
     return jobs
 
 
@@ -701,14 +705,23 @@ def generate(
     aedat: bool = False,
     workers: int = 2,
     progress: bool = True,
+    layout: str = "tonic",
 ) -> dict[str, Any]:
-    """Write a synthetic dataset in tonic's layout under ``out``; returns a summary."""
+    """Write a synthetic dataset under ``out`` in tonic's layout (or the IBM raw release's); returns a summary."""
     from tqdm import tqdm
 
-    from .datasets import tonic_layout
+    from .datasets import ibm, tonic_layout
 
-    jobs = plan_jobs(out, train_users, test_users, seed, duration_s, repeats, aedat)
-    tonic_layout.write_markers(out)
+    if layout not in ("tonic", "ibm"):
+        msg = f"layout: expected 'tonic' or 'ibm', found {layout!r}"
+        raise ValueError(msg)
+    jobs = plan_jobs(out, train_users, test_users, seed, duration_s, repeats, aedat, layout)
+    if layout == "tonic":
+        tonic_layout.write_markers(out)
+    else:
+        names = {split: [f"{tonic_layout.session_name(j.user, j.lighting)}.aedat" for j in jobs if j.split == split]
+                 for split in ("train", "test")}  # fmt: skip
+        ibm.write_release(Path(out) / ibm.RELEASE_FOLDER, names)
     start = time.perf_counter()
     total_events, busy_s = 0, 0.0
     bar = tqdm(total=len(jobs) * N_CLASSES, unit="rec", disable=not progress, desc="synth")
@@ -732,6 +745,11 @@ def generate(
                 bar.update(N_CLASSES)
     bar.close()
     n_rec = len(jobs) * N_CLASSES
+    if layout == "ibm":
+        n_train = sum(N_CLASSES for j in jobs if j.split == "train")
+        return {"recordings": n_rec, "events": total_events, "wall_s": time.perf_counter() - start,
+                "seconds_per_recording_one_core": busy_s / max(n_rec, 1), "layout": "ibm",
+                "train_files": n_train, "test_files": n_rec - n_train}  # fmt: skip
     return {
         "recordings": n_rec,
         "events": total_events,
@@ -763,6 +781,13 @@ def cli(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also write OUT/aedat/<split>/userNN_<lighting>.aedat + _labels.csv",
     )
+    parser.add_argument(
+        "--layout",
+        choices=("tonic", "ibm"),
+        default="tonic",
+        help="tonic (default): OUT/DVSGesture/... .npy files; ibm: the IBM raw release, OUT/DvsGesture/"
+        "userNN_<lighting>.aedat + _labels.csv + trials_to_train.txt / trials_to_test.txt",
+    )
     parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -776,6 +801,7 @@ def cli(argv: list[str] | None = None) -> int:
     summary = generate(
         args.out, args.train_users, args.test_users, args.seed, duration_s=args.duration_s,
         repeats=args.repeats, aedat=args.aedat, workers=args.workers, progress=not args.quiet,
+        layout=args.layout,
     )  # fmt: skip
     print(
         f"wrote {summary['recordings']} recordings ({summary['events']} events) to {args.out} in "
@@ -783,7 +809,7 @@ def cli(argv: list[str] | None = None) -> int:
     )
     for split in ("train", "test"):
         n = summary[f"{split}_files"]
-        if 0 < n < tonic_layout.TONIC_MIN_FILES:
+        if args.layout == "tonic" and 0 < n < tonic_layout.TONIC_MIN_FILES:
             print(
                 f"note: the {split} split has {n} files; tonic.datasets.DVSGesture only uses a folder with >= "
                 f"{tonic_layout.TONIC_MIN_FILES} (it downloads otherwise): add users or --repeats",

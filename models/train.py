@@ -2,7 +2,7 @@
 
 Data: any tonic-layout dataset (DVS128 Gesture or ``s2gesture synth`` output) through the daemon's own
 preprocessing (:mod:`s2gesture.models.binned`, cached). Each epoch draws one random window of at most
-``--window`` ticks (the chip's run limit is ~600) from every training recording, mirrors half of them
+``--window`` ticks (at most the chip's run, ``SPINNAKER2.run_ticks``) from every training recording, mirrors half of them
 left-right (with the label permutation of MODEL.md) and shifts them by a few pixels. Loss: cross-entropy on
 output spike counts times ``logit_scale``. Adam with a cosine schedule. Deterministic for a seed: torch and
 numpy generators seeded per epoch, deterministic torch algorithms, a fixed thread count.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from s2gesture.daemon.backends.chip import SPINNAKER2
+
 from .binned import MIRROR_LABELS, BinnedSet
+
+#: ticks of one chip run (the chip record's ``run_ticks``): the longest window training and evaluation use
+RUN_TICKS = SPINNAKER2.run_ticks
 
 if TYPE_CHECKING:
     import torch
@@ -39,7 +45,7 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 3e-3
     weight_decay: float = 0.0
-    window: int = 300  # ticks per training window (<= the chip's ~600-tick limit)
+    window: int = 300  # ticks per training window (<= RUN_TICKS, the chip's run)
     eval_window: int = 300  # ticks of the first window used for validation accuracy (per epoch)
     loss: str = "mse_count"  # a key of LOSSES
     logit_scale: float = 0.2  # "ce": cross-entropy logits = logit_scale * output spike counts
@@ -51,7 +57,29 @@ class TrainConfig:
     semantics: str = "snntorch"
     seed: int = 0
     threads: int = 1  # measured: on 2 shared cores one thread is ~2x faster than two (no oversubscription)
+    device: str = "cpu"  # "cpu", "cuda" or "auto" (cuda when torch sees one); see resolve_device
+    amp: bool = False  # bf16 autocast of the forward pass on cuda only (weights stay float32; see docs/model.md)
+    prefetch: int = 2  # batches prepared ahead on a background thread (0: on the training thread)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; ``"cuda"`` without one is refused."""
+    import torch
+
+    from s2gesture.daemon.errors import ConfigError
+
+    if device not in ("auto", "cpu", "cuda"):
+        msg = f"--device: expected auto, cpu or cuda, found {device!r}"
+        raise ConfigError(msg)
+    has_cuda = bool(torch.cuda.is_available())
+    if device == "cuda" and not has_cuda:
+        msg = (
+            f"--device cuda: expected a CUDA GPU, found none (torch {torch.__version__}, built "
+            f"{'with' if torch.version.cuda else 'without'} CUDA); use --device cpu or auto"
+        )
+        raise ConfigError(msg)
+    return "cuda" if device == "auto" and has_cuda else ("cpu" if device == "auto" else device)
 
 
 def setup_torch(seed: int, threads: int) -> None:
@@ -119,10 +147,11 @@ def predict_counts(
     import torch
 
     counts = []
+    device = next(model.parameters()).device
     with torch.no_grad():
         for b in range(0, x.shape[1], batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(x[:, b : b + batch_size])).float()
-            counts.append(model(xb, semantics).sum(dim=0).numpy())
+            xb = torch.from_numpy(np.ascontiguousarray(x[:, b : b + batch_size])).to(device).float()
+            counts.append(model(xb, semantics).sum(dim=0).cpu().numpy())
     n_out = model.cfg.n_classes
     return np.concatenate(counts) if counts else np.zeros((0, n_out))
 
@@ -203,6 +232,13 @@ def train_model(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     setup_torch(cfg.seed, cfg.threads)
+    device = resolve_device(cfg.device)
+    if device == "cuda":
+        # some CUDA kernels (scatter/index backward) have no deterministic variant: warn instead of failing
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    model.to(device)
+    # bf16 autocast only changes the forward arithmetic; the weights (and so the int8 export) stay float32
+    amp = bool(cfg.amp and device == "cuda")
     opt = torch.optim.Adam(
         params if params is not None else model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
     )
@@ -211,7 +247,7 @@ def train_model(
     start_epoch = 0
     ckpt_path = out_dir / "checkpoint.pt"
     if resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, weights_only=False)
+        ckpt = torch.load(ckpt_path, weights_only=False, map_location=device)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -229,12 +265,16 @@ def train_model(
         losses, correct = [], 0
         batches = range(0, n, cfg.batch_size)
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
-        for b in bar:
-            xb, yb = sample_batch(train, order[b : b + cfg.batch_size], rng, cfg, augment=True)
-            x = torch.from_numpy(xb).float()
-            y = torch.from_numpy(yb)
-            out = model(x, cfg.semantics)
-            loss = loss_fn(out, y, cfg)
+        feed = prefetched(
+            (functools.partial(sample_batch, train, order[b : b + cfg.batch_size], rng, cfg, augment=True) for b in batches),
+            cfg.prefetch,
+        )
+        for b, (xb, yb) in zip(bar, feed, strict=True):
+            x = torch.from_numpy(xb).to(device, non_blocking=True).float()
+            y = torch.from_numpy(yb).to(device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                out = model(x, cfg.semantics)
+            loss = loss_fn(out.float(), y, cfg)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -270,13 +310,60 @@ def train_model(
     return history
 
 
+def prefetched(jobs: Any, depth: int) -> Any:
+    """Results of the callables ``jobs`` in order, computed ``depth`` ahead on one background thread.
+
+    Batches are drawn from one random generator, so they are built one after the other, in order, on a
+    single thread: the same batches as building them inline, while the training step runs (numpy's
+    unpacking and copies release the GIL). ``depth`` 0 builds them inline.
+    """
+    if depth <= 0:
+        for job in jobs:
+            yield job()
+        return
+    import queue
+    import threading
+
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for job in jobs:
+                if stop.is_set():
+                    return
+                q.put((True, job()))
+        except BaseException as exc:  # handed to the training thread, which raises it
+            q.put((False, exc))
+            return
+        q.put((True, done))
+
+    worker = threading.Thread(target=produce, name="batch-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                worker.join(timeout=0.05)
+
+
 def save_float_model(path: str | Path, model: PSNN, info: dict[str, Any]) -> None:
     """Write a trained float model: config, weights, provenance."""
     import torch
 
-    torch.save(
-        {"kind": "float", "config": model.cfg.to_dict(), "state_dict": model.state_dict(), **info}, path
-    )
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"kind": "float", "config": model.cfg.to_dict(), "state_dict": state, **info}, path)
 
 
 def load_model_file(path: str | Path) -> tuple[PSNN, dict[str, Any]]:
@@ -322,7 +409,11 @@ def load_model_file(path: str | Path) -> tuple[PSNN, dict[str, Any]]:
     return model, blob
 
 
-def plot_curve(history: dict[str, list[float]], path: str | Path, title: str = "training") -> None:
+#: the y-axis label of each loss in the training curve
+LOSS_LABELS = {"ce": "loss (cross-entropy on spike counts)", "mse_count": "loss (MSE of output rates vs targets)"}
+
+
+def plot_curve(history: dict[str, list[float]], path: str | Path, title: str = "training", loss: str = "mse_count") -> None:
     """Loss and accuracy per epoch as a PNG."""
     import matplotlib
 
@@ -332,7 +423,8 @@ def plot_curve(history: dict[str, list[float]], path: str | Path, title: str = "
     epochs = np.arange(1, len(history["loss"]) + 1)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
     a1.plot(epochs, history["loss"], marker="o")
-    a1.set(xlabel="epoch", ylabel="loss (CE on spike counts)", title=title)
+    a1.set(xlabel="epoch", ylabel=LOSS_LABELS.get(loss, f"loss ({loss})"), title=title)
+    a1.set_ylim(bottom=0)  # both losses are >= 0
     a2.plot(epochs, history["train_acc"], marker="o", label="train (augmented windows)")
     a2.plot(epochs, history["val_acc"], marker="s", label="held-out users (first window)")
     a2.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
@@ -346,14 +438,15 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``s2gesture train`` argument parser."""
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="s2gesture train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="dataset root in tonic's layout (<root>/DVSGesture/...)")
+    p.add_argument("--data", required=True, help="dataset root: tonic's layout (ROOT/DVSGesture/...) or the IBM raw "
+                   "release (ROOT/DvsGesture/ with trials_to_train.txt / trials_to_test.txt: the official split)")  # fmt: skip
     p.add_argument(
         "--out", required=True, help="output folder (checkpoint.pt, model.pt, metrics.json, curve.png)"
     )
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--window", type=int, default=d.window, help="ticks per training window (<= 600)")
+    p.add_argument("--window", type=int, default=d.window, help=f"ticks per training window (<= {RUN_TICKS}, the chip's run)")
     p.add_argument("--eval-window", type=int, default=d.eval_window)
     p.add_argument("--logit-scale", type=float, default=d.logit_scale)
     p.add_argument("--loss", choices=sorted(LOSSES), default=d.loss)
@@ -378,15 +471,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", help="start from this model.pt (fine-tuning, e.g. into chip semantics)")
     p.add_argument("--limit", type=int, help="use only the first N recordings of each split")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device,
+                   help="where training runs (default cpu; auto = cuda when torch sees a GPU)")  # fmt: skip
+    p.add_argument("--amp", action="store_true", help="cuda only: bf16 autocast of the forward pass (float32 weights)")
+    p.add_argument("--prefetch", type=int, default=d.prefetch, help="batches prepared ahead on a background thread (0: inline)")
+    add_data_arguments(p)
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """``--cache DIR`` and ``--strict`` / ``--skip-bad-rows``, shared by every command that reads a dataset."""
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="binned-data cache folder (default: $XDG_CACHE_HOME/s2gesture or ~/.cache/s2gesture; never the dataset)")  # fmt: skip
+    rows = p.add_mutually_exclusive_group()
+    rows.add_argument("--strict", dest="strict", action="store_true", default=True,
+                      help="IBM raw release: stop at a bad label row, naming file and line (default)")  # fmt: skip
+    rows.add_argument("--skip-bad-rows", dest="strict", action="store_false",
+                      help="IBM raw release: skip bad label rows and say how many")  # fmt: skip
+
+
+def load_splits(args: argparse.Namespace, spec: Any, *, limit: int | None = None) -> tuple[BinnedSet, BinnedSet]:
+    """Train and test splits of ``args.data`` with ``args.cache`` / ``args.strict``; says how many rows were skipped."""
+    from .binned import load_split
+
+    progress = not getattr(args, "no_progress", False)
+    sets = tuple(load_split(args.data, split, spec, cache_dir=args.cache, limit=limit, strict=args.strict,
+                            progress=progress) for split in ("train", "test"))  # fmt: skip
+    skipped = sum(s.skipped_rows for s in sets)
+    if skipped:
+        print(f"note: skipped {skipped} bad label rows (--skip-bad-rows)", flush=True)
+    return sets[0], sets[1]
 
 
 def run_training(args: argparse.Namespace) -> dict[str, Any]:
     """Load data, build or load the model, train, save everything; return the metrics."""
     from s2gesture.daemon.preprocess import PreprocessSpec
 
-    from .binned import load_split
     from .network import PSNN, PSNNConfig
 
     cfg = TrainConfig(
@@ -403,13 +524,16 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         semantics=args.semantics,
         seed=args.seed,
         threads=args.threads,
+        device=args.device,
+        amp=args.amp,
+        prefetch=args.prefetch,
     )
-    if cfg.window > 600:
-        print(f"note: --window {cfg.window} is longer than the chip's ~600-tick run limit")
+    if cfg.window > RUN_TICKS:
+        print(f"note: --window {cfg.window} is longer than the chip's {RUN_TICKS}-tick run")
+    resolve_device(cfg.device)  # refuse --device cuda without a GPU before any data is read
     setup_torch(cfg.seed, cfg.threads)
     spec = PreprocessSpec(sensor_size=(128, 128))
-    train = load_split(args.data, "train", spec, limit=args.limit)
-    test = load_split(args.data, "test", spec, limit=args.limit)
+    train, test = load_splits(args, spec, limit=args.limit)
     if args.init:
         model, _ = load_model_file(args.init)
     else:
@@ -505,7 +629,7 @@ def finish_training(
     }
     save_float_model(out / "model.pt", model, info)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-    plot_curve(history, out / "curve.png", title=f"P-SNN ({cfg.semantics} semantics)")
+    plot_curve(history, out / "curve.png", title=f"P-SNN ({cfg.semantics} semantics)", loss=cfg.loss)
     return metrics
 
 

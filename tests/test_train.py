@@ -192,3 +192,62 @@ def test_metrics_json_is_written_by_the_cli_path(tmp_path) -> None:
         from s2gesture.models.train import load_model_file
 
         load_model_file(tmp_path / "missing.pt")
+
+
+def test_prefetching_batches_on_a_thread_trains_exactly_like_inline(tmp_path) -> None:
+    """Batches built on the background thread are the same batches: identical weights after training."""
+    data = _toy_set(4)
+    weights = []
+    for depth in (0, 2):
+        torch.manual_seed(0)
+        model = PSNN(TINY)
+        train_model(model, data, None, _cfg(prefetch=depth), tmp_path / f"p{depth}", progress=False, verbose=False)
+        weights.append({k: v.clone() for k, v in model.state_dict().items()})
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_prefetch_hands_a_batch_error_to_the_training_thread() -> None:
+    """An exception while building a batch on the thread is raised where the batch is consumed."""
+    from s2gesture.models.train import prefetched
+
+    def boom() -> None:
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(prefetched(iter([lambda: 1, boom, lambda: 3]), 2))
+
+
+def test_device_auto_is_cpu_without_a_gpu_and_cuda_is_refused_clearly() -> None:
+    """--device auto falls back to cpu; --device cuda without a GPU is a ConfigError naming the fix."""
+    from s2gesture.daemon.errors import ConfigError
+    from s2gesture.models.train import resolve_device
+
+    if torch.cuda.is_available():
+        assert resolve_device("auto") == "cuda"
+        return
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match="--device cpu or auto"):
+        resolve_device("cuda")
+
+
+def test_packed_cache_is_built_once_outside_the_dataset_and_equals_the_preprocessing(tmp_path, monkeypatch) -> None:
+    """load_split caches bit-packed memory-mapped ticks under the cache dir; they equal the shared preprocessing."""
+    from s2gesture.models import synth
+    from s2gesture.models.binned import PackedSpikes, load_split
+    from s2gesture.models.datasets import tonic_layout
+
+    monkeypatch.setenv("S2GESTURE_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    synth.generate(root, 1, 1, 11, duration_s=0.6, repeats=1, workers=1, progress=False)
+    spec = PreprocessSpec(sensor_size=(128, 128))
+    data = load_split(root, "test", spec, progress=False)
+    assert isinstance(data.spikes[0], PackedSpikes) and data.spikes[0].dtype == np.uint8
+    folders = list((tmp_path / "cache").iterdir())
+    assert len(folders) == 1 and not any(p.name.startswith("test-") for p in root.rglob("*"))
+    direct = bin_recordings((tonic_layout.load_sample(s) for s in tonic_layout.list_samples(root, "test")), spec)
+    for packed, plain in zip(data.spikes, direct.spikes, strict=True):
+        assert packed.shape == plain.shape and np.array_equal(np.asarray(packed), plain)
+        assert np.array_equal(packed[5:37], plain[5:37]) and packed.nbytes_packed * 8 == plain.size
+    stamp = (folders[0] / "index.npz").stat().st_mtime_ns
+    again = load_split(root, "test", spec, progress=False)
+    assert (folders[0] / "index.npz").stat().st_mtime_ns == stamp and list(again.labels) == list(data.labels)

@@ -252,7 +252,8 @@ def read_labels(path: str | Path, *, strict: bool = True) -> list[Segment]:
             if problem is not None:
                 if strict:
                     msg = (
-                        f"{path}: line {line_no}: {problem}; fix the row or read with strict=False to skip it"
+                        f"{path}: line {line_no}: {problem}; fix the row, or skip bad rows "
+                        "(--skip-bad-rows on the command line, strict=False in Python)"
                     )
                     raise EventDataError(msg)
                 continue
