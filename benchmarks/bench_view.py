@@ -267,8 +267,9 @@ def demo_screenshot(driver: Any) -> str:
     else:
         msg = "the demo printed no live view URL"
         raise RuntimeError(msg)
-    driver.set_window_size(1280, 820)
-    driver.get(url)
+    driver.set_window_size(1000, 1130)
+    # the single-stream page: the demo has one stream, and this is its larger layout
+    driver.get(url.rstrip("/") + "/stream/demo")
     wait_js(driver, "return document.querySelectorAll('ol.decisions li.final').length", lambda n: n >= 4, 120)
     time.sleep(1.2)  # mid-gesture: an event image and a filled strip chart
     driver.save_screenshot(str(SCREENSHOT))
@@ -286,7 +287,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15.0, help="seconds of 1 M events/s per run (default 15)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per configuration, alternating (default 2)")
     parser.add_argument("--no-screenshot", action="store_true", help="do not run the demo for docs/view_demo.png")
+    parser.add_argument("--screenshot-only", action="store_true", help="only run the demo for docs/view_demo.png")
     args = parser.parse_args(argv)
+    if args.screenshot_only:
+        driver = start_browser()
+        try:
+            print(demo_screenshot(driver))
+        finally:
+            driver.quit()
+        return 0
     from s2gesture.daemon.service import default_model_path
 
     model = default_model_path()

@@ -69,9 +69,9 @@ ON_RGB = np.array([255, 196, 40], dtype=np.float32)
 OFF_RGB = np.array([60, 150, 255], dtype=np.float32)
 #: events per pixel per frame that saturate the colour
 SATURATION = 4.0
-#: event packets per stream and frame the view decodes; beyond it, every k-th packet (a 1 M events/s
-#: camera in 1 ms packets sends 100 per frame at 10 fps, and decoding them all would cost the view a core)
-DECODE_BUDGET = 20
+#: packet bytes per stream and frame the view decodes (~30 k events); beyond it, every k-th packet (a
+#: 1 M events/s camera sends ~1 MB per frame at 10 fps, and decoding it all would cost the view a core)
+DECODE_BUDGET_BYTES = 256 * 1024
 #: a WebSocket client further behind than this many messages loses updates (the server never blocks)
 CLIENT_QUEUE = 256
 
@@ -166,19 +166,21 @@ class StreamView:
     decisions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=12))
     current: dict[str, Any] | None = None
     frame: dict[str, Any] | None = None
-    #: packets received this frame, and 1 in how many is decoded (set from the previous frame's count)
+    #: packets and bytes received this frame, and 1 in how many packets is decoded (from the last frame)
     packets_frame: int = 0
+    bytes_frame: int = 0
     sample_every: int = 1
 
-    def wants(self) -> bool:
-        """Count a received packet; whether to decode it (every ``sample_every``-th)."""
+    def wants(self, nbytes: int) -> bool:
+        """Count a received packet of ``nbytes``; whether to decode it (every ``sample_every``-th)."""
         self.packets_frame += 1
+        self.bytes_frame += nbytes
         return self.packets_frame % self.sample_every == 0
 
     def next_frame(self) -> None:
-        """Adapt the sampling to the packets of the frame that ended."""
-        self.sample_every = max(1, math.ceil(self.packets_frame / DECODE_BUDGET))
-        self.packets_frame = 0
+        """Adapt the sampling to the bytes of the frame that ended."""
+        self.sample_every = max(1, math.ceil(self.bytes_frame / DECODE_BUDGET_BYTES))
+        self.packets_frame = self.bytes_frame = 0
 
     def add_events(self, packet: wire.EventPacket) -> None:
         """Accumulate a packet's events per pixel and polarity (the counters scaled by the sampling)."""
@@ -474,7 +476,7 @@ class ViewServer:
                 if not (topic.startswith(prefix) and topic.endswith(b"/") and wire.STREAM_RE.fullmatch(sid)):
                     self.counters["input_undecodable"] += 1
                     continue
-                if not self.stream(sid).wants():
+                if not self.stream(sid).wants(len(frames[-1])):
                     continue
                 try:
                     packet = wire.decode_input(frames)
