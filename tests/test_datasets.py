@@ -289,3 +289,80 @@ def test_show_writes_png_strip_and_gif(tmp_path: Path, capsys: pytest.CaptureFix
     with Image.open(tmp_path / "s.gif") as gif:
         assert gif.n_frames == 6 and gif.size == (256, 256)
     assert "3000 events" in capsys.readouterr().out
+
+
+# --- IBM raw release ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ibm_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic dataset in the IBM raw release's layout (2 train users, 1 test user)."""
+    from s2gesture.models import synth
+
+    root = tmp_path_factory.mktemp("ibm")
+    synth.generate(root, 2, 1, 3, duration_s=0.4, repeats=1, workers=1, progress=False, layout="ibm")
+    return root
+
+
+def test_synth_ibm_layout_is_the_release_layout(ibm_release: Path) -> None:
+    """synth --layout ibm writes one flat DvsGesture folder: sessions, labels CSVs and both split files, no .npy."""
+    from s2gesture.models.datasets import ibm
+
+    folder = ibm_release / "DvsGesture"
+    assert sorted(p.name for p in folder.glob("*.txt")) == ["trials_to_test.txt", "trials_to_train.txt"]
+    assert not list(ibm_release.rglob("*.npy"))
+    train = ibm.split_sessions(ibm_release, "train")
+    test = ibm.split_sessions(folder, "test")  # the release folder itself works as a root too
+    assert [p.name[:6] for p in train] == ["user01", "user02"] and [p.name[:6] for p in test] == ["user03"]
+    assert all(aedat3.labels_path_for(p).is_file() for p in train + test)
+
+
+def test_ibm_gestures_follow_the_split_files_not_the_user_numbers(ibm_release: Path, tmp_path: Path) -> None:
+    """Moving a session from one split file to the other moves its gestures: the split is read, not inferred."""
+    import shutil
+
+    from s2gesture.models.datasets import ibm
+
+    root = tmp_path / "r"
+    shutil.copytree(ibm_release, root)
+    folder = root / "DvsGesture"
+    (folder / "trials_to_train.txt").write_text("user01_fluorescent_led.aedat\n")
+    (folder / "trials_to_test.txt").write_text("user02_lab.aedat\nuser03_led.aedat\n")
+    train, _ = ibm.list_gestures(root, "train")
+    test, _ = ibm.list_gestures(root, "test")
+    assert {g.user for g in train} == {1} and {g.user for g in test} == {2, 3}
+    assert len(train) == 11 and len(test) == 22
+    rec = next(ibm.load_gestures(test[:1]))
+    seg = test[0].segment
+    assert rec.label == seg.label and len(rec) and rec.events["t"].min() >= seg.start_us and rec.events["t"].max() < seg.end_us
+
+
+def test_ibm_bad_label_row_strict_names_line_and_flag_skip_counts_it(ibm_release: Path, tmp_path: Path) -> None:
+    """A bad row stops a strict read naming file, line and --skip-bad-rows; the lenient read skips and counts it."""
+    import shutil
+
+    from s2gesture.models.datasets import ibm
+
+    root = tmp_path / "r"
+    shutil.copytree(ibm_release, root)
+    labels = root / "DvsGesture" / "user02_lab_labels.csv"
+    labels.write_text(labels.read_text() + "12,999,1000\r\n")
+    with pytest.raises(EventDataError, match=r"user02_lab_labels.csv: line 13: field class.*--skip-bad-rows"):
+        ibm.list_gestures(root, "train")
+    gestures, skipped = ibm.list_gestures(root, "train", strict=False)
+    assert skipped == 1 and len(gestures) == 22
+
+
+def test_ibm_split_file_naming_a_missing_session_is_named(ibm_release: Path, tmp_path: Path) -> None:
+    """A split file line naming no file gives file, line and what was found."""
+    import shutil
+
+    from s2gesture.models.datasets import ibm
+
+    root = tmp_path / "r"
+    shutil.copytree(ibm_release, root)
+    (root / "DvsGesture" / "trials_to_test.txt").write_text("user03_led.aedat\nuser09_lab.aedat\n")
+    with pytest.raises(EventDataError, match=r"trials_to_test.txt: line 2: .*'user09_lab.aedat' \(no such file\)"):
+        ibm.split_sessions(root, "test")
+    with pytest.raises(EventDataError, match="neither split file"):
+        ibm.split_sessions(tmp_path, "test")
