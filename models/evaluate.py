@@ -2,7 +2,7 @@
 
 For every model the report gives, on the same test recordings:
 
-- **single-window accuracy**: the first ``window`` ticks (600, the chip's run limit) of each recording, and
+- **single-window accuracy**: the first ``window`` ticks (``SPINNAKER2.run_ticks``, 600: the chip's run) of each recording, and
   the same on random windows whose offsets are drawn per seed (>= 3 seeds: the spread is over the window
   offsets; the models are fixed);
 - **full-recording accuracy**: the whole recording cut into chunks exactly as the daemon cuts them
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .binned import BinnedSet
+from .train import RUN_TICKS
 
 if TYPE_CHECKING:
     from .network import PSNN
@@ -198,18 +199,66 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
 
 
+#: what forked evaluation workers read (set before the pool forks, so the loaded backends are inherited)
+_STATE: dict[str, Any] = {}
+
+
+def _window_task(kind: str, key: Any, a: int, b: int) -> tuple[dict[str, np.ndarray], np.ndarray | None, float]:
+    """Counts per window set and (optionally) full-recording classes of test recordings ``a:b`` for one row."""
+    t0 = time.perf_counter()
+    st = _STATE
+    idx = np.arange(a, b)
+    sub = st["test"].subset(idx)
+    counts = {}
+    for name, offsets in st["offsets"].items():
+        x = windows_at(sub, offsets[idx], st["window"])
+        if kind == "emulator":
+            counts[name] = emulator_counts(st["backends"][key], x)
+        else:
+            model, sem = st["torch"][key]
+            counts[name] = torch_counts(model, x, sem)
+    full = None
+    if kind == "emulator":
+        full = full_recording_backend(st["backends"][key], sub, st["plan"])
+    elif st["torch_full"][key]:
+        model, sem = st["torch"][key]
+        full = full_recording_torch(model, sub, sem, st["plan"])
+    return counts, full, time.perf_counter() - t0
+
+
+def _pool(workers: int) -> Any:
+    """A process pool of ``workers`` forked processes (None when one worker or no fork on this platform)."""
+    import multiprocessing as mp
+
+    if workers <= 1 or "fork" not in mp.get_all_start_methods():
+        return None
+    import concurrent.futures as cf
+
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
+
+
+def default_workers() -> int:
+    """Processes for the emulator runs: the cores this process may use."""
+    import os
+
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
 def evaluate(
     float_model: PSNN,
     variants: list[Variant],
     test: BinnedSet,
     *,
     seeds: tuple[int, ...] = (0, 1, 2),
-    window: int = 600,
+    window: int = RUN_TICKS,
     float_semantics: str = "snntorch",
     progress: Callable[[str], None] = print,
     ablations: tuple[str, ...] = DEFAULT_ABLATIONS,
     ablate_variants: tuple[str, ...] | None = None,
     torch_full: bool = False,
+    workers: int | None = None,
+    bar: bool = True,
+    chunk: int = 4,
 ) -> dict[str, Any]:
     """The whole comparison as a JSON-able report (see the module docstring).
 
@@ -217,29 +266,92 @@ def evaluate(
     others get the snnTorch-semantics row only). Full-recording accuracy is measured for the float model,
     on the emulator, and for torch rows only with ``torch_full`` (else reported as None): torch on a CPU is
     ~50x slower than the compiled emulator.
+
+    The emulator rows run in ``workers`` forked processes (default: every core this process may use), in
+    units of ``chunk`` recordings, while the torch rows run in this process; a progress bar with an ETA
+    counts the units (``bar``). Results do not depend on ``workers`` (each unit is a pure function of its
+    recordings).
     """
+    from tqdm import tqdm
+
     from s2gesture.daemon.backends import get_backend, options_from_card
 
     from .quantize import memory_table
 
     labels = test.labels
+    n = len(test)
     offsets = {"first": window_offsets(test, window, None)} | {
         f"seed{s}": window_offsets(test, window, s) for s in seeds
     }
-    wins = {k: windows_at(test, o, window) for k, o in offsets.items()}
+    plan_probe = None
+    mapping: dict[str, Any] = {}
+    backends = {}
+    for v in variants:
+        b = get_backend("emulator", **options_from_card(v.card))
+        mapping[v.name] = b.load(v.graph)
+        backends[v.name] = b
+        plan_probe = plan_probe or daemon_chunk_plan(b.max_ticks)
+    plan = plan_probe or daemon_chunk_plan(RUN_TICKS)
+
+    # rows in report order: (name, model name, kind, task kind, key)
+    specs: list[tuple[str, str, str, str, Any]] = [
+        (f"float ({float_semantics} semantics)", "float", "float", "torch", "float")
+    ]
+    torch_models: dict[Any, tuple[Any, str]] = {"float": (float_model, float_semantics)}
+    torch_full_of: dict[Any, bool] = {"float": True}
+    for v in variants:
+        for label, sem in ABLATIONS.items():
+            if sem not in ablations or (
+                sem != "snntorch" and ablate_variants is not None and v.name not in ablate_variants
+            ):
+                continue
+            torch_models[(v.name, sem)] = (v.model, sem)
+            torch_full_of[(v.name, sem)] = torch_full
+            specs.append((f"{v.name}: {label}", v.name, sem, "torch", (v.name, sem)))
+        specs.append((f"{v.name}: int8 on the emulator (chip)", v.name, "emulator", "emulator", v.name))
+
+    _STATE.clear()
+    _STATE.update(test=test, offsets=offsets, window=window, backends=backends, torch=torch_models,
+                  torch_full=torch_full_of, plan=plan)  # fmt: skip
+    bounds = [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
+    results: dict[int, list[Any]] = {r: [None] * len(bounds) for r in range(len(specs))}
+    total = len(specs) * len(bounds)
+    pbar = tqdm(total=total, desc="evaluate", unit="unit", disable=not bar, leave=False)
+    pool = _pool(default_workers() if workers is None else workers)
+    try:
+        futures: dict[Any, tuple[int, int]] = {}
+        if pool is not None:
+            for r, spec in enumerate(specs):
+                if spec[3] == "emulator":
+                    for c, (a, b) in enumerate(bounds):
+                        futures[pool.submit(_window_task, "emulator", spec[4], a, b)] = (r, c)
+        for r, spec in enumerate(specs):
+            if spec[3] == "emulator" and pool is not None:
+                continue
+            for c, (a, b) in enumerate(bounds):
+                results[r][c] = _window_task(spec[3], spec[4], a, b)
+                pbar.update(1)
+        if futures:
+            import concurrent.futures as cf
+
+            for fut in cf.as_completed(futures):
+                r, c = futures[fut]
+                results[r][c] = fut.result()
+                pbar.update(1)
+    finally:
+        pbar.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        _STATE.clear()
+
     rows: list[dict[str, Any]] = []
     confusions: dict[str, np.ndarray] = {}
-
-    def add_row(
-        name: str, model_name: str, kind: str, counts_of: Callable[[np.ndarray], np.ndarray], full: np.ndarray
-    ):
-        t0 = time.perf_counter()
-        accs, first_preds = {}, None
-        for key, x in wins.items():
-            preds = counts_of(x).argmax(1)
-            accs[key] = float((preds == labels).mean())
-            if key == "first":
-                first_preds = preds
+    for r, (name, model_name, kind, _task, _key) in enumerate(specs):
+        parts = results[r]
+        counts = {k: np.concatenate([p[0][k] for p in parts]) if parts else np.zeros((0, 11)) for k in offsets}
+        full = None if not parts or parts[0][1] is None else np.concatenate([p[1] for p in parts])
+        preds = {k: c.argmax(1) for k, c in counts.items()}
+        accs = {k: float((pr == labels).mean()) for k, pr in preds.items()}
         row = {
             "name": name,
             "model": model_name,
@@ -247,57 +359,21 @@ def evaluate(
             "first_window_acc": accs["first"],
             "seed_window_acc": [accs[f"seed{s}"] for s in seeds],
             "full_recording_acc": None if full is None else float((full == labels).mean()),
-            "seconds": time.perf_counter() - t0,
+            "seconds": float(sum(p[2] for p in parts)),
+            # per recording, for paired intervals between rows (same recordings, same windows)
+            "first_preds": preds["first"].tolist(),
+            "full_preds": None if full is None else full.tolist(),
         }
         row["window_acc"] = _stats(row["seed_window_acc"])
         rows.append(row)
-        confusions[f"{name} | first window"] = confusion(labels, first_preds)
+        confusions[f"{name} | first window"] = confusion(labels, preds["first"])
         if full is not None:
             confusions[f"{name} | full recording"] = confusion(labels, full)
         progress(
             f"{name}: first window {row['first_window_acc']:.4f}, random windows "
             f"{row['window_acc']['mean']:.4f} +- {row['window_acc']['std']:.4f}, full {row['full_recording_acc']}"
         )
-        return row
-
-    # the float reference: plain torch, full recordings through the daemon's chunking at the emulator's limit
-    plan_probe = None
-    mapping: dict[str, Any] = {}
-    backends = {}
-    for v in variants:
-        b = get_backend("emulator", **options_from_card(v.card))
-        report = b.load(v.graph)
-        backends[v.name] = b
-        mapping[v.name] = report
-        plan_probe = plan_probe or daemon_chunk_plan(b.max_ticks)
-    plan = plan_probe or daemon_chunk_plan(600)
-    float_full = full_recording_torch(float_model, test, float_semantics, plan)
-    base = add_row(
-        f"float ({float_semantics} semantics)",
-        "float",
-        "float",
-        lambda x: torch_counts(float_model, x, float_semantics),
-        float_full,
-    )
-    for v in variants:
-        for label, sem in ABLATIONS.items():
-            if sem not in ablations or (
-                sem != "snntorch" and ablate_variants is not None and v.name not in ablate_variants
-            ):
-                continue
-            full = full_recording_torch(v.model, test, sem, plan) if torch_full else None
-            add_row(
-                f"{v.name}: {label}", v.name, sem, lambda x, m=v.model, s=sem: torch_counts(m, x, s), full
-            )
-        b = backends[v.name]
-        full = full_recording_backend(b, test, plan)
-        add_row(
-            f"{v.name}: int8 on the emulator (chip)",
-            v.name,
-            "emulator",
-            lambda x, b=b: emulator_counts(b, x),
-            full,
-        )
+    base = rows[0]
     for row in rows:
         paired = [a - f for a, f in zip(row["seed_window_acc"], base["seed_window_acc"], strict=True)]
         row["drop_pp"] = {
@@ -313,6 +389,7 @@ def evaluate(
     return {
         "test_set": test.summary(),
         "n_test": len(test),
+        "labels": labels.tolist(),
         "window_ticks": window,
         "seeds": list(seeds),
         "seed_varies": "offset of the random window in each recording (models fixed)",
@@ -399,8 +476,8 @@ def plot_accuracies(report: dict[str, Any], path: Path) -> None:
     y = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.2))
     ax.barh(y - 0.25, [100 * r["window_acc"]["mean"] for r in rows], 0.25,
-            xerr=[100 * r["window_acc"]["std"] for r in rows], label="random 600-tick window (mean ± std, seeds)")  # fmt: skip
-    ax.barh(y, [100 * r["first_window_acc"] for r in rows], 0.25, label="first 600 ticks")
+            xerr=[100 * r["window_acc"]["std"] for r in rows], label=f"random {report['window_ticks']}-tick window (mean ± std, seeds)")  # fmt: skip
+    ax.barh(y, [100 * r["first_window_acc"] for r in rows], 0.25, label=f"first {report['window_ticks']} ticks")
     ax.barh(
         y + 0.25,
         [100 * (r["full_recording_acc"] or 0.0) for r in rows],
@@ -414,9 +491,12 @@ def plot_accuracies(report: dict[str, Any], path: Path) -> None:
         100 * min(r["first_window_acc"], r["window_acc"]["mean"], r["full_recording_acc"] or 1.0)
         for r in rows
     )
-    ax.set_xlim(max(0, lo - 10), 100)
-    ax.set_xlabel(f"accuracy (%) on {report['n_test']} held-out recordings")
-    ax.legend(fontsize=7, loc="lower left")
+    left = max(0.0, 10 * np.floor((lo - 10) / 10))
+    ax.set_xlim(left, 100)
+    why = f"; axis starts at {left:.0f} % so the differences show" if left > 0 else ""
+    ax.set_xlabel(f"accuracy (%) on {report['n_test']} held-out recordings{why}")
+    # legend below the axes: it never covers a bar
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.5 / max(1.0, 0.32 * len(rows))), ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -516,15 +596,20 @@ def load_variant(path: str | Path, name: str | None = None) -> Variant:
 def build_parser() -> argparse.ArgumentParser:
     """The ``s2gesture evaluate`` argument parser."""
     p = argparse.ArgumentParser(prog="s2gesture evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="dataset root (tonic layout); its test split is used")
+    p.add_argument("--data", required=True, help="dataset root (tonic layout or the IBM raw release); its test split is used")
     p.add_argument("--float", dest="float_model", required=True, help="float model.pt (the reference)")
     p.add_argument(
         "--quantized", nargs="+", required=True, metavar="[NAME=]PATH", help="integer .pt or .nir models"
     )
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--window", type=int, default=600)
-    p.add_argument("--limit", type=int, help="only the first N test recordings")
+    p.add_argument("--window", type=int, default=RUN_TICKS, help=f"ticks per window (default {RUN_TICKS}: the chip's run)")
+    p.add_argument("--limit", type=int, help="only N test recordings (spread over users and classes)")
+    p.add_argument("--workers", type=int, default=None, help="processes for the emulator runs (default: every core)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .train import add_data_arguments
+
+    add_data_arguments(p)
     return p
 
 
@@ -545,9 +630,13 @@ def cli(argv: list[str] | None = None) -> int:
     for item in args.quantized:
         name, _, path = item.rpartition("=")
         variants.append(load_variant(path, name or None))
-    test = load_split(args.data, "test", PreprocessSpec(sensor_size=(128, 128)), limit=args.limit)
+    test = load_split(args.data, "test", PreprocessSpec(sensor_size=(128, 128)), limit=args.limit,
+                      cache_dir=args.cache, strict=args.strict, progress=not args.no_progress)  # fmt: skip
+    if test.skipped_rows:
+        print(f"note: skipped {test.skipped_rows} bad label rows (--skip-bad-rows)")
     report = evaluate(float_model, variants, test, seeds=tuple(args.seeds), window=args.window,
-                      float_semantics=blob.get("semantics", "snntorch"))  # fmt: skip
+                      float_semantics=blob.get("semantics", "snntorch"), workers=args.workers,
+                      bar=not args.no_progress)  # fmt: skip
     write_report(report, Path(args.out), GESTURE_CLASSES)
     print(f"report in {args.out}/report.md")
     return 0

@@ -49,6 +49,55 @@ def _step(name: str, done: bool) -> bool:
     return not done
 
 
+def train_stage(
+    out_dir: Path, train: Any, test: Any, cfg: Any, spec: Any, *, init: Path | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Train one model into ``out_dir`` (model.pt, metrics.json, curve.png), resuming from its checkpoint.
+
+    A fresh model gets the data-driven init (:func:`~.train.init_from_data_`); ``init`` starts from a
+    trained model.pt instead (fine-tuning). Shared by this recipe and ``s2gesture reproduce``.
+    """
+    from .network import PSNN, PSNNConfig
+    from .train import finish_training, init_from_data_, load_model_file, train_model
+
+    t0 = time.perf_counter()
+    if init is not None:
+        model, _ = load_model_file(init)
+    else:
+        model = PSNN(PSNNConfig())
+        if not (out_dir / "checkpoint.pt").is_file():
+            init_from_data_(model, train, cfg)
+    history = train_model(model, train, test, cfg, out_dir, resume=True, progress=progress)
+    return finish_training(model, history, cfg, out_dir, train, test, spec, time.perf_counter() - t0,
+                           init=None if init is None else str(init))  # fmt: skip
+
+
+def quantize_stage(
+    qdir: Path, name: str, job: tuple[Any, dict[str, Any], str, float | None], train: Any, test: Any, cfg: Any,
+    *, qat_epochs: int, progress: bool = True,
+) -> float:
+    """Quantize one model into ``qdir/name.pt``: ``job`` = (float model, its blob, "ptq"|"qat", percentile).
+
+    QAT fine-tunes with ``cfg``'s window, batch and device at a sixth of its learning rate, in the model's own
+    semantics. Returns the seconds spent. Shared by this recipe and ``s2gesture reproduce``.
+    """
+    from .quantize import quantize_ptq, quantize_qat, save_int_model
+
+    t0 = time.perf_counter()
+    qdir.mkdir(parents=True, exist_ok=True)
+    fm, blob, method, p = job
+    sem = blob.get("semantics", "snntorch")
+    if method == "ptq":
+        qm, record = quantize_ptq(fm, 100.0 if p is None else p)
+    else:
+        qm, record = quantize_qat(fm, train, test, qdir / f"{name}_qat", epochs=qat_epochs, lr=cfg.lr / 6,
+                                  semantics=sem, seed=cfg.seed + 2, window=cfg.window, batch_size=cfg.batch_size,
+                                  base=cfg, progress=progress)  # fmt: skip
+    save_int_model(qdir / f"{name}.pt", qm, record, {"training": blob.get("training", {}),
+                                                     "metrics": blob.get("metrics", {}), "semantics": sem})  # fmt: skip
+    return time.perf_counter() - t0
+
+
 def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None) -> dict[str, Any]:
     """Every step of the recipe; returns the evaluation report."""
     from s2gesture.daemon.preprocess import PreprocessSpec
@@ -57,16 +106,7 @@ def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None
     from .binned import load_split
     from .evaluate import Variant, evaluate, write_report
     from .export import export_model, make_card, to_nir_graph
-    from .network import PSNN, PSNNConfig
-    from .quantize import quantize_ptq, quantize_qat, save_int_model
-    from .train import (
-        TrainConfig,
-        finish_training,
-        init_from_data_,
-        load_model_file,
-        setup_torch,
-        train_model,
-    )
+    from .train import RUN_TICKS, TrainConfig, load_model_file, setup_torch
 
     t_start = time.perf_counter()
     data = work / "data"
@@ -87,28 +127,20 @@ def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None
     float_dir = work / "float"
     if _step("train float (snnTorch semantics)", (float_dir / "model.pt").is_file()):
         t0 = time.perf_counter()
-        model = PSNN(PSNNConfig())
-        if not (float_dir / "checkpoint.pt").is_file():
-            init_from_data_(model, train, cfg)
-        history = train_model(model, train, test, cfg, float_dir, resume=True)
-        finish_training(model, history, cfg, float_dir, train, test, spec, time.perf_counter() - t0)
+        train_stage(float_dir, train, test, cfg, spec)
         timings["train_float_s"] = time.perf_counter() - t0
     float_model, float_blob = load_model_file(float_dir / "model.pt")
 
     chip_dir = work / "chip"
     if _step("fine-tune in chip semantics", (chip_dir / "model.pt").is_file()):
         t0 = time.perf_counter()
-        chip_model, _ = load_model_file(float_dir / "model.pt")
         chip_cfg = TrainConfig(epochs=scale["chip_epochs"], batch_size=BATCH, lr=LR / 3, window=WINDOW,
                                seed=SEED + 1, semantics="chip")  # fmt: skip
-        history = train_model(chip_model, train, test, chip_cfg, chip_dir, resume=True)
-        finish_training(chip_model, history, chip_cfg, chip_dir, train, test, spec, time.perf_counter() - t0,
-                        init=str(float_dir / "model.pt"))  # fmt: skip
+        train_stage(chip_dir, train, test, chip_cfg, spec, init=float_dir / "model.pt")
         timings["train_chip_s"] = time.perf_counter() - t0
     chip_model, chip_blob = load_model_file(chip_dir / "model.pt")
 
     qdir = work / "int8"
-    qdir.mkdir(parents=True, exist_ok=True)
     jobs: dict[str, Any] = {
         "ptq100": (float_model, float_blob, "ptq", 100.0),
         "ptq99.9": (float_model, float_blob, "ptq", 99.9),
@@ -116,20 +148,10 @@ def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None
         "qat": (float_model, float_blob, "qat", None),
         "qat-chip": (chip_model, chip_blob, "qat", None),
     }
-    for name, (fm, blob, method, p) in jobs.items():
-        path = qdir / f"{name}.pt"
-        if not _step(f"quantize {name}", path.is_file()):
-            continue
-        t0 = time.perf_counter()
-        sem = blob.get("semantics", "snntorch")
-        if method == "ptq":
-            qm, record = quantize_ptq(fm, p)
-        else:
-            qm, record = quantize_qat(fm, train, test, qdir / f"{name}_qat", epochs=scale["qat_epochs"],
-                                      lr=LR / 6, semantics=sem, seed=SEED + 2, window=WINDOW, batch_size=BATCH)  # fmt: skip
-        save_int_model(path, qm, record, {"training": blob.get("training", {}), "metrics": blob.get("metrics", {}),
-                                         "semantics": sem})  # fmt: skip
-        timings[f"quantize_{name}_s"] = time.perf_counter() - t0
+    for name in jobs:
+        if _step(f"quantize {name}", (qdir / f"{name}.pt").is_file()):
+            timings[f"quantize_{name}_s"] = quantize_stage(qdir, name, jobs[name], train, test, cfg,
+                                                           qat_epochs=scale["qat_epochs"])  # fmt: skip
 
     variants = []
     for name in jobs:
@@ -141,7 +163,7 @@ def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None
     report_dir = work / "report"
     if _step("evaluate", (report_dir / "report.json").is_file()):
         t0 = time.perf_counter()
-        report = evaluate(float_model, variants, test, seeds=(0, 1, 2), window=600,
+        report = evaluate(float_model, variants, test, seeds=(0, 1, 2), window=RUN_TICKS,
                           ablate_variants=("ptq100", "qat-chip"))  # fmt: skip
         report["float_chip_finetuned"] = _chip_float_rows(chip_model, test)
         report["float_training"] = json.loads((float_dir / "metrics.json").read_text())
@@ -198,9 +220,9 @@ def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None
 
 def _chip_float_rows(model: Any, test: Any) -> dict[str, float]:
     """First-window accuracy of the chip-fine-tuned float model in both semantics (before quantization)."""
-    from .train import window_accuracy
+    from .train import RUN_TICKS, window_accuracy
 
-    return {sem: window_accuracy(model, test, 600, sem) for sem in ("snntorch", "chip")}
+    return {sem: window_accuracy(model, test, RUN_TICKS, sem) for sem in ("snntorch", "chip")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -179,6 +179,7 @@ def quantize_qat(
     )
     qmodel = qat_model_from_float(model, spec=spec)
     history = train_model(qmodel, train, val, cfg, out_dir, progress=progress)
+    qmodel.cpu()  # the integers are read on the host (training may have run on a GPU)
     qmodel.eval()
     int_model, record = export_qat(qmodel)
     record["qat"] = {"epochs": epochs, "lr": lr, "semantics": semantics, "seed": seed, "history": history}
