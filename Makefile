@@ -13,7 +13,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH_CPU)"
-	$(BIN)/pip install -q -e ".[train,dev,aedat4,view,cameras,formats]"
+	$(BIN)/pip install -q -e ".[train,dev,aedat4,view,cameras,formats,bridges]"
 	touch $@
 
 setup: $(VENV)/.installed  ## create .venv with everything (CPU torch included)

@@ -35,6 +35,8 @@ COMMANDS: dict[str, Command] = {
     "view": Command("s2gesture.clients.view:cli", "live web page: events, scores, decisions and daemon status", "clients"),
     "demo": Command("s2gesture.clients.demo:cli", "daemon on the emulator + replayed synthetic gestures, printed", "clients"),
     "keys": Command("s2gesture.clients.keys:cli", "create a CURVE keypair for a remote daemon or client", "clients"),
+    "ros2": Command("s2gesture.clients.ros2:cli", "publish gestures and status into ROS 2 over DDS (Cyclone DDS)", "clients"),
+    "mqtt": Command("s2gesture.clients.mqtt:cli", "forward gestures to an MQTT broker as JSON (Home Assistant style)", "clients"),
 }
 
 GROUPS = {"data": "Data", "model": "Model toolkit", "clients": "Clients"}
