@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 KINDS = ("synapses", "neurons", "routing", "spike_list", "recording")
 EXAMPLES = ("paper", "nmnist", "tiny")
 
@@ -62,13 +64,154 @@ def build_report(graph: Any, options: dict[str, Any], spec: Any = None) -> tuple
     return memory.report, memory
 
 
+#: published figures of other hardware on DVS Gesture, for comparison beside our estimate
+PEERS: dict[str, dict[str, Any]] = {
+    "TrueNorth": {
+        "accuracy_pct": 94.59,
+        "power_w_max": 0.2,
+        "latency_s": 0.105,
+        "energy_j_max": 0.2 * 0.105,
+        "source": "[S] Amir et al., CVPR 2017: gesture onset found in 105 ms 'while consuming less than 200 mW'; "
+        "energy per classification <= 200 mW x 105 ms = 21 mJ (derived from the two published figures, an upper bound)",
+    },
+}
+
+
+def _axis_mask(n_in: int, n_out: int, k: int, stride: int, pad: int) -> np.ndarray:
+    """``[k, n_in]``: whether input position i feeds some output through kernel tap j (conv geometry)."""
+    mask = np.zeros((k, n_in), dtype=bool)
+    for j in range(k):
+        for i in range(n_in):
+            o, rem = divmod(i + pad - j, stride)
+            mask[j, i] = rem == 0 and 0 <= o < n_out
+    return mask
+
+
+def fan_out(proj: Any, *, dense: bool = False) -> np.ndarray:
+    """Synapses each source neuron of ``proj`` drives (flattened C,H,W order of the source, before pooling).
+
+    Counts non-zero integer weights only (zeros are not stored on the chip, so they cost no event), or every
+    connection with ``dense`` (NeuroBench's dense operation count). A pooled source neuron drives what its
+    pooled position drives; neurons cut off by the floor of the pooling drive nothing.
+    """
+    nz = np.ones(proj.weight.shape, dtype=np.int64) if dense else (proj.weight != 0).astype(np.int64)
+    pooled = proj.pooled_shape
+    if proj.kind == "conv":
+        _, hp, wp = pooled
+        _, ho, wo = proj.out_shape
+        per_tap = nz.sum(axis=1)  # [C_in, kH, kW]
+        my = _axis_mask(hp, ho, per_tap.shape[1], proj.stride[0], proj.padding[0])
+        mx = _axis_mask(wp, wo, per_tap.shape[2], proj.stride[1], proj.padding[1])
+        fan_p = np.einsum("cyx,yi,xj->cij", per_tap, my.astype(np.int64), mx.astype(np.int64))
+    else:
+        fan_p = nz.sum(axis=1).reshape(pooled)
+    if proj.pool == (1, 1):
+        return fan_p.reshape(-1)
+    c, h, w = proj.src_shape
+    py, px = proj.pool
+    fan = np.zeros((c, h, w), dtype=np.int64)
+    hh, ww = pooled[1] * py, pooled[2] * px
+    fan[:, :hh, :ww] = np.repeat(np.repeat(fan_p, py, axis=1), px, axis=2)
+    return fan.reshape(-1)
+
+
+def activity_counts(net: Any, window: np.ndarray, spikes: dict[str, np.ndarray]) -> dict[str, Any]:
+    """What one chip run does: spikes per population, synaptic events per projection, neuron updates.
+
+    ``window`` is the input ``[T, C, H, W]``; ``spikes`` the emulator's recorded spikes per population
+    (``RunResult.spikes``, ``[ticks, n]``). A synaptic event is one source spike reaching one stored synapse
+    (NeuroBench's effective accumulate, AC); a neuron update is one neuron on one tick (the chip updates every
+    neuron every tick).
+    """
+    src = {net.input_name: np.asarray(window).reshape(window.shape[0], -1)} | {k: np.asarray(v) for k, v in spikes.items()}
+    ticks = max((int(v.shape[0]) for v in spikes.values()), default=int(window.shape[0]))
+    per_proj, dense = {}, {}
+    for proj in net.projections:
+        counts = src[proj.source].sum(axis=0, dtype=np.int64)
+        per_proj[f"{proj.source}->{proj.target}"] = int(counts @ fan_out(proj))
+        dense[f"{proj.source}->{proj.target}"] = int(fan_out(proj, dense=True).sum()) * int(src[proj.source].shape[0])
+    neurons = {name: pop.n for name, pop in net.populations.items() if not pop.is_source}
+    fired = {name: int(np.asarray(spikes[name]).sum()) for name in neurons if name in spikes}
+    return {
+        "ticks": ticks,
+        "input_spikes": int(src[net.input_name].sum()),
+        "spikes": fired,
+        "synaptic_events": per_proj,
+        "dense_synaptic_ops": dense,
+        "neuron_updates": int(sum(neurons.values())) * ticks,
+        "neurons": neurons,
+    }
+
+
+def energy_estimate(events: float, neuron_updates: float, ticks: float, pes: int, spec: Any = None) -> dict[str, Any]:
+    """Energy of one run on SpiNNaker2 from its operation counts: a model, not a measurement.
+
+    dynamic = (events x cycles_per_event + neuron_updates x cycles_per_neuron) x energy_per_cycle_j;
+    baseline = pes x pe_active_w x ticks x sys_tick_s (the run in real time, 1 ms ticks). Each figure comes
+    from the chip record with its source tag; the range is the record's uncertainty factor either way.
+    """
+    from s2gesture.daemon.backends import SPINNAKER2
+
+    spec = SPINNAKER2 if spec is None else spec
+    cycles = events * spec.cycles_per_event + neuron_updates * spec.cycles_per_neuron
+    dynamic = cycles * spec.energy_per_cycle_j
+    baseline = pes * spec.pe_active_w * ticks * spec.sys_tick_s
+    total = dynamic + baseline
+    facts = spec.facts()
+    used = ("cycles_per_event", "cycles_per_neuron", "energy_per_cycle_j", "pe_active_w", "sys_tick_s", "energy_uncertainty")
+    return {
+        "model_not_measurement": True,
+        "energy_j": total,
+        "energy_j_low": total / spec.energy_uncertainty,
+        "energy_j_high": total * spec.energy_uncertainty,
+        "dynamic_j": dynamic,
+        "baseline_j": baseline,
+        "cycles": cycles,
+        "pes": pes,
+        "ticks": ticks,
+        "inputs": {"synaptic_events": events, "neuron_updates": neuron_updates},
+        "facts": {k: {"value": facts[k].value, "source": facts[k].source, "note": facts[k].note} for k in used},
+    }
+
+
+def assumed_activity_energy(graph: Any, options: dict[str, Any], report: Any, spec: Any = None) -> dict[str, Any]:
+    """Energy of one ``run_ticks`` window at the memory model's assumed activity (input rate, design activity)."""
+    from s2gesture.daemon.backends import SPINNAKER2, ChipOptions
+    from s2gesture.daemon.backends.translate import translate
+
+    spec = SPINNAKER2 if spec is None else spec
+    net = translate(graph, ChipOptions(**options), spec)
+    ticks = spec.run_ticks
+    events = 0.0
+    for proj in net.projections:
+        src = net.populations[proj.source]
+        rate = report.input_rate / src.n if src.is_source else spec.design_activity
+        events += float(fan_out(proj).sum()) * rate * ticks
+    updates = sum(p.n for p in net.populations.values() if not p.is_source) * ticks
+    out = energy_estimate(events, updates, ticks, report.pes_used, spec)
+    out["activity"] = f"input {report.input_rate:g} spikes/tick, every other population at design_activity {spec.design_activity:g}"
+    return out
+
+
+def energy_lines(est: dict[str, Any], what: str) -> list[str]:
+    """The estimate as lines for a terminal, beside TrueNorth's published figure."""
+    tn = PEERS["TrueNorth"]
+    return [
+        f"energy per {what} on SpiNNaker2 (a model, not a measurement): {1e3 * est['energy_j']:.3g} mJ "
+        f"(range {1e3 * est['energy_j_low']:.3g} .. {1e3 * est['energy_j_high']:.3g} mJ; dynamic {1e3 * est['dynamic_j']:.3g} mJ "
+        f"from {est['inputs']['synaptic_events']:.3g} synaptic events and {est['inputs']['neuron_updates']:.3g} neuron updates, "
+        f"baseline {1e3 * est['baseline_j']:.3g} mJ for {est['pes']} PEs x {est['ticks']} ms)",
+        f"TrueNorth (published, DVS Gesture): <= {1e3 * tn['energy_j_max']:.3g} mJ per classification "
+        f"(< {1e3 * tn['power_w_max']:.0f} mW x {1e3 * tn['latency_s']:.0f} ms; Amir et al. 2017)",
+    ]
+
+
 def save_png(report: Any, path: Path, title: str, spec: Any = None) -> None:
     """Two panels: bytes per PE stacked by kind (with the SRAM limit) and the PE grid by population."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     from s2gesture.daemon.backends import SPINNAKER2
 
@@ -150,10 +293,13 @@ def cli(argv: list[str] | None = None) -> int:
     except S2GestureError as exc:
         print(f"s2gesture map: error: {exc}", file=sys.stderr)
         return 2
+    energy = assumed_activity_energy(graph, options, report)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=1))
+        print(json.dumps(report.to_dict() | {"energy_per_window": energy}, indent=1))
     else:
         print(report.table())
+        for line in energy_lines(energy, f"{energy['ticks']}-tick window at {energy['activity']}"):
+            print(line)
     png = args.png or Path(f"{args.model or args.example}.map.png")
     name = args.model or f"example '{args.example}'"
     save_png(report, png, f"{name}: input {report.input_rate:g} spikes/tick, max run {report.max_ticks} ticks", memory.spec)

@@ -74,6 +74,12 @@ class SpiNNaker2Spec:
     default_input_activity: float = _fact(0.05, "[S]", "input spikes per tick as a fraction of input neurons (DVS Gesture, 32x32)")
     # -- the toolkit's run length
     run_ticks: int = _fact(600, "[I]", "ticks of one training/evaluation window: about the longest run the paper network fits at default input activity")
+    # -- energy model (a model, not a measurement: no per-operation energy of SpiNNaker2 is published as one
+    #    number; these are assumptions of the right order for an ARM Cortex-M4F PE in 22 nm FDSOI run near
+    #    threshold, with a stated uncertainty factor, used only by the toolkit's energy estimate)
+    energy_per_cycle_j: float = _fact(15e-12, "[I]", "dynamic energy of one PE clock cycle (M4F + SRAM access) near threshold in 22FDX; x/÷ energy_uncertainty")
+    pe_active_w: float = _fact(1e-3, "[I]", "baseline power of one allocated PE while a run is in progress (leakage, clock tree, timer tick); x/÷ energy_uncertainty")
+    energy_uncertainty: float = _fact(3.0, "[I]", "multiplicative uncertainty of energy_per_cycle_j and pe_active_w (the estimate is reported as a range /3 .. x3)")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
