@@ -14,6 +14,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH_CPU)"
 	$(BIN)/pip install -q -e ".[train,dev,aedat4,view,cameras,formats,bridges]"
+	$(BIN)/pip install -q --no-deps "neurobench>=2.3"  # the [bench] extra without its torchaudio (pyproject.toml)
 	touch $@
 
 setup: $(VENV)/.installed  ## create .venv with everything (CPU torch included)

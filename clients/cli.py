@@ -26,6 +26,7 @@ COMMANDS: dict[str, Command] = {
     "export": Command("s2gesture.models.export:cli", "export a quantized model to NIR with its model card", "model"),
     "evaluate": Command("s2gesture.models.evaluate:cli", "float vs int8 vs emulated-chip accuracy, side by side", "model"),
     "map": Command("s2gesture.models.mapping:cli", "map a NIR model onto SpiNNaker2 PEs and SRAM (table + PNG)", "model"),
+    "reproduce": Command("s2gesture.models.reproduce:cli", "the paper's pipeline on DVS128 Gesture, one resumable command + report", "model"),
     "replay": Command("s2gesture.clients.replay:cli", "publish recordings to a daemon in protocol v1", "clients"),
     "camera": Command("s2gesture.clients.camera:cli", "bridge a live camera (DV, iniVation USB, AEStream UDP) to a daemon", "clients"),
     "listen": Command("s2gesture.clients.listen:cli", "print predictions, gestures and status from a daemon", "clients"),

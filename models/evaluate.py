@@ -640,3 +640,115 @@ def cli(argv: list[str] | None = None) -> int:
     write_report(report, Path(args.out), GESTURE_CLASSES)
     print(f"report in {args.out}/report.md")
     return 0
+
+
+def neurobench_metrics(model: PSNN, x: np.ndarray, semantics: str = "chip") -> dict[str, Any]:
+    """NeuroBench's metrics of a torch P-SNN on windows ``x [T, N, C, H, W]``, computed by the neurobench package.
+
+    Static metrics (Footprint, ConnectionSparsity, ParameterCount) are the package's own, on the model.
+    The workload metrics use the package's per-layer counter (``single_layer_MACs``) on each weight layer's
+    input, taken from a recorded run (the P-SNN calls its layers functionally, so NeuroBench's module hooks
+    never fire; the counter is the same). Per NeuroBench's rule an input that is not 0/1 makes its layer's
+    operations MACs: the sum-pooled inputs of conv3 and fc1 count once per non-zero pooled value, where the
+    chip (and :func:`s2gesture.models.mapping.activity_counts`) spends one event per source spike.
+    ActivationSparsity is 1 - spikes / (neurons x ticks) over the LIF layers, as the package defines it.
+    """
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+    from neurobench.metrics.static import ConnectionSparsity, Footprint, ParameterCount
+    from neurobench.metrics.utils.layers import single_layer_MACs
+    from neurobench.models import TorchModel
+
+    wrapped = TorchModel(model)
+    static = {
+        "Footprint": int(Footprint()(wrapped)),
+        "ConnectionSparsity": float(ConnectionSparsity()(wrapped)),
+        "ParameterCount": int(ParameterCount()(wrapped)),
+    }
+    xt = torch.from_numpy(np.ascontiguousarray(x)).float()
+    T, N = xt.shape[:2]
+    with torch.no_grad():
+        _, recorded = model(xt, semantics, record=True)
+        h = xt
+        macs = acs = dense = 0
+        per_layer: dict[str, int] = {}
+        spikes = cells = 0
+        for stage in model.stages:
+            if stage.kind in ("conv", "linear"):
+                inp = h.reshape(h.shape[0] * h.shape[1], *h.shape[2:])
+                ops, spiking = single_layer_MACs(inp, model.weights[stage.name])
+                total, _ = single_layer_MACs(inp, model.weights[stage.name], total=True)
+                per_layer[stage.name] = int(ops)
+                dense += int(total)
+                if spiking:
+                    acs += int(ops)
+                else:
+                    macs += int(ops)
+                h = None  # the next LIF stage's recorded spikes replace it
+            elif stage.kind == "lif":
+                h = recorded[stage.name]
+                spikes += int(h.sum())
+                cells += int(h.numel())
+            elif stage.kind == "sumpool":
+                k = stage.params["k"]
+                flat = h.reshape(h.shape[0] * h.shape[1], *h.shape[2:])
+                out = F.avg_pool2d(flat, k, stride=k) * (k * k)
+                h = out.reshape(h.shape[0], h.shape[1], *out.shape[1:])
+            elif stage.kind == "flatten":
+                h = h.reshape(h.shape[0], h.shape[1], -1)
+    return {
+        "package": "neurobench",
+        "samples": int(N),
+        "ticks": int(T),
+        "semantics": semantics,
+        **static,
+        "ActivationSparsity": 1.0 - spikes / max(1, cells),
+        "SynapticOperations": {"Effective_MACs": macs / N, "Effective_ACs": acs / N, "Dense": dense / N},
+        "effective_ops_per_layer_per_sample": {k: v / N for k, v in per_layer.items()},
+    }
+
+
+def emulator_metrics(variant: Variant, x: np.ndarray) -> dict[str, Any]:
+    """Our own counter on the emulator: NeuroBench's quantities from the chip run, plus the energy estimate.
+
+    Runs each window of ``x [T, N, C, H, W]`` on the emulator recording every population's spikes and
+    counts with :func:`s2gesture.models.mapping.activity_counts` (events = source spikes x stored synapses).
+    """
+    from s2gesture.daemon.backends import ChipOptions, get_backend, options_from_card
+    from s2gesture.daemon.backends.translate import translate
+
+    from .mapping import activity_counts, energy_estimate
+
+    options = options_from_card(variant.card)
+    net = translate(variant.graph, ChipOptions(**options))
+    backend = get_backend("emulator", **options)
+    mapping = backend.load(variant.graph)
+    try:
+        per = []
+        for i in range(x.shape[1]):
+            win = np.ascontiguousarray(x[:, i])
+            res = backend.run(win, record=("spikes",))
+            per.append(activity_counts(net, win, {k: res.spikes[k] for k in res.spikes}))
+    finally:
+        backend.close()
+    n = max(1, len(per))
+    events = {k: sum(p["synaptic_events"][k] for p in per) / n for k in per[0]["synaptic_events"]} if per else {}
+    dense = sum(sum(p["dense_synaptic_ops"].values()) for p in per) / n
+    spikes = sum(sum(p["spikes"].values()) for p in per)
+    cells = sum(sum(p["neurons"].values()) * p["ticks"] for p in per)
+    updates = sum(p["neuron_updates"] for p in per) / n
+    ticks = sum(p["ticks"] for p in per) / n
+    weights = [np.asarray(p.weight) for p in net.projections]
+    n_w = sum(int(w.size) for w in weights)
+    return {
+        "package": "s2gesture emulator counter",
+        "samples": len(per),
+        "ticks": ticks,
+        "Footprint_int8_weights_bytes": n_w,
+        "ConnectionSparsity": sum(int((w == 0).sum()) for w in weights) / max(1, n_w),
+        "ActivationSparsity": 1.0 - spikes / max(1, cells),
+        "SynapticOperations": {"Effective_MACs": 0.0, "Effective_ACs": float(sum(events.values())), "Dense": dense},
+        "synaptic_events_per_projection_per_sample": events,
+        "neuron_updates_per_sample": updates,
+        "energy_per_sample": energy_estimate(float(sum(events.values())), updates, ticks, mapping.pes_used),
+    }

@@ -114,3 +114,10 @@ def test_a_pipe_closed_early_exits_quietly(tmp_path: Path) -> None:
     assert proc.returncode == PIPE_CLOSED, proc.stderr
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
 
+
+
+def test_unknown_reproduce_data_folder_is_one_line(tmp_path: Path) -> None:
+    """`reproduce --data` on a folder that is neither layout names both layouts."""
+    (tmp_path / "d").mkdir()
+    line = one_line_error(run("reproduce", "--data", "d", "--out", "run", "--quick", cwd=tmp_path), BAD_INPUT, "d")
+    assert "trials_to_train.txt" in line and "DVSGesture" in line
