@@ -246,12 +246,12 @@ class Service:
             item = Queued(frames, time.perf_counter_ns())
             stream = wire.topic_stream(frames[0]) if frames else None
             if stream is None or len(frames) != 2 or item.nbytes > oversize:  # garbage costs no queue slot
-                try:
-                    wire.decode_input(frames)
-                except ProtocolError as exc:
-                    self._reject(stream or UNKNOWN_STREAM, exc.reason, str(exc))
+                if stream is not None and len(frames) == 2:
+                    reason, detail = "oversize", f"message of {item.nbytes} bytes exceeds input.max_message_bytes={oversize}"
                 else:
-                    self._reject(stream or UNKNOWN_STREAM, "oversize", f"message of {item.nbytes} bytes")
+                    reason, detail = _defect(frames)
+                counted = stream if stream is not None and intake.admit(stream, now_s, self._can_forget) else UNKNOWN_STREAM
+                self._reject(counted, reason, detail)
                 continue
             if not intake.admit(stream, now_s, self._can_forget):
                 try:  # no slot: garbage is counted under '*' at once, and only a valid packet waits or is refused
@@ -576,6 +576,15 @@ class Service:
     def status_snapshot(self) -> dict[str, Any]:
         """The last published status (read by the metrics thread; replaced whole, never mutated)."""
         return self._status_snapshot
+
+
+def _defect(frames: list[bytes]) -> tuple[str, str]:
+    """(reason, message) of a message that does not decode."""
+    try:
+        wire.decode_input(frames)
+    except ProtocolError as exc:
+        return exc.reason, str(exc)
+    return "bad_frames", "message did not decode"
 
 
 def _no_segments(sensor_size: tuple[int, int], segment_id: str | None) -> Any:
