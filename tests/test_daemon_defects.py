@@ -87,7 +87,7 @@ def test_an_oversize_message_is_counted_and_keeps_the_connection(tmp_path: Path)
         frames = list(recording_frames("big", random_events(30_000, seed=3, duration_us=300_000), 128, 128, packet_us=10_000))
         huge = wire.encode_events("big", 0, 128, 128, random_events(20_000, seed=4, duration_us=5_000))
         assert len(huge[1]) > 65536
-        d.send_all(sender, [huge] + frames)
+        d.send_all(sender, [huge, *frames])
         _, final = d.recv(lambda t, b: t == "s2g/v1/gesture/big/" and b["final"], timeout_s=20)
         status = d.wait_status(lambda b: b["streams"].get("big", {}).get("last_seq") == len(frames) - 1)
         assert status["streams"]["big"]["dropped"] == {"oversize": 1}
