@@ -404,8 +404,9 @@ def _describe(err: Mapping[str, Any]) -> str:
     key = ".".join(str(p) for p in loc) or "(top level)"
     given = err.get("input")
     # a whole section or the top level may carry secrets (CURVE keys): name its type, never its content
-    if "secret" in key:
-        given_text = "***"
+    if "secret" in key or (loc and loc[0] == "curve"):
+        # a CURVE value in the wrong place or shape (a whole section given as a string) may still be a key
+        given_text = f"a {type(given).__name__} (not shown: it may hold a key)"
     elif isinstance(given, Mapping):
         given_text = f"a table with keys {sorted(map(str, given))}"[:120]
     else:

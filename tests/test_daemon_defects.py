@@ -234,8 +234,13 @@ def test_metrics_on_a_non_loopback_address_need_an_explicit_opt_in() -> None:
     assert refused.returncode == 78 and "allow_remote" in refused.stderr
 
 
-def test_secrets_are_masked_whatever_their_shape() -> None:
-    """A curve section given as a string is never echoed back in the error."""
+def test_secrets_are_masked_whatever_their_shape(tmp_path: Path) -> None:
+    """A curve section given as a string, or a key list given as a string, is never echoed back in the error."""
     secret = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
-    got = _check_config(env={"S2G_CURVE": secret})
-    assert got.returncode == 78 and secret not in got.stderr and "curve" in got.stderr
+    whole = tmp_path / "whole.toml"
+    whole.write_text(f'schema_version = 1\ncurve = "{secret}"\n')
+    listed = tmp_path / "listed.toml"
+    listed.write_text(f'schema_version = 1\n[curve]\nclient_public_keys = "{secret}"\n')
+    for path in (whole, listed):
+        got = _check_config("--config", str(path))
+        assert got.returncode == 78 and secret not in got.stderr and "curve" in got.stderr, got.stderr
