@@ -188,6 +188,35 @@ class StreamChunker:
                 self._next_start += self.plan.stride
         return done
 
+    def push_zeros(self, n: int) -> list[tuple[int, int, np.ndarray]]:
+        """:meth:`push` of ``n`` empty ticks, without materialising them: same windows, O(windows) work.
+
+        Windows that lie wholly in the empty stretch come back empty (the gate skips them); only the first
+        ``window`` empty ticks after real data are written, because later windows cannot reach that data.
+        """
+        w = self.plan.window
+        if self.plan.min_activity == 0:  # empty windows are run too: they must exist
+            return self.push(np.zeros((n, *self.tick_shape), dtype=np.uint8))
+        written = min(n, w)
+        done = self.push(np.zeros((written, *self.tick_shape), dtype=np.uint8)) if written else []
+        n -= written
+        if not n:
+            return done
+        # from here every window that can still complete starts after the last real tick
+        empty = np.zeros((0, *self.tick_shape), dtype=np.uint8)
+        while n:
+            take = min(n, self._next_start + w - self._n)
+            self._n += take
+            n -= take
+            if self._n == self._next_start + w:
+                done.append((self._next_start, self._n, empty.copy()))
+                self._last_stop = self._n
+                self._next_start += self.plan.stride
+        # the buffer now stands for the last `window` ticks, all empty
+        self._b0 = self._n - w
+        self._buf[:w] = 0
+        return done
+
     def finish(self) -> list[tuple[int, int, np.ndarray]]:
         """The tail window of :func:`plan_chunks` if ticks remain; then the chunker starts over."""
         done = []

@@ -407,11 +407,26 @@ class StreamPreprocessor:
             self._pending = grown
 
     def _emit(self, n_ticks: int) -> Spikes:
-        self._grow(n_ticks)
-        out = self._pending[:n_ticks].copy()
-        self._pending = self._pending[n_ticks:]
+        ticks, zeros = self._emit_lazy(n_ticks)
+        if zeros:
+            ticks = np.concatenate([ticks, np.zeros((zeros, *self.spec.frame_shape), dtype=np.uint8)])
+        return ticks
+
+    def _emit_lazy(self, n_ticks: int) -> tuple[Spikes, int]:
+        """The next ``n_ticks`` as (materialised ticks, count of empty ticks after them).
+
+        Ticks past the pending buffer hold no event (events grow the buffer first), so they are counted,
+        not allocated: a packet that moves time forward by seconds costs what its events cost.
+        """
+        held = min(n_ticks, self._pending.shape[0])
+        out = self._pending[:held].copy()
+        self._pending = self._pending[held:]
         self._k_next += n_ticks
-        return out
+        return out, n_ticks - held
+
+    def push_lazy(self, events: Events, t_end_us: int | None = None) -> tuple[Spikes, int]:
+        """:meth:`push`, with the completed ticks as (ticks, number of empty ticks that follow them)."""
+        return self._push(events, t_end_us, lazy=True)
 
     def _ticks_before(self, t0: int, t_us: int) -> int:
         """Number of unemitted ticks that end at or before ``t_us``."""
@@ -419,6 +434,12 @@ class StreamPreprocessor:
 
     def push(self, events: Events, t_end_us: int | None = None) -> Spikes:
         """Feed one packet (time-sorted, all ``t < t_end_us``); return the ticks it completed."""
+        ticks, zeros = self._push(events, t_end_us, lazy=True)
+        if zeros:
+            ticks = np.concatenate([ticks, np.zeros((zeros, *self.spec.frame_shape), dtype=np.uint8)])
+        return ticks
+
+    def _push(self, events: Events, t_end_us: int | None, *, lazy: bool) -> tuple[Spikes, int]:
         events = as_events(events)
         t = events["t"]
         if t_end_us is not None:
@@ -443,7 +464,7 @@ class StreamPreprocessor:
         if self._t0 is None:
             if t_end_us is not None:
                 self._t_end = max(self._t_end, t_end_us)
-            return np.zeros((0, *self.spec.frame_shape), dtype=np.uint8)
+            return np.zeros((0, *self.spec.frame_shape), dtype=np.uint8), 0
         if t.shape[0]:
             n_needed = (int(t[-1]) - self._t0) // self.spec.dt_us + 1 - self._k_next
             self._grow(n_needed)
@@ -452,7 +473,7 @@ class StreamPreprocessor:
         if t_end_us is not None:
             self._t_end = max(self._t_end, t_end_us)
         # A tick is complete once no later event can fall in it: events at the last time may still follow.
-        return self._emit(self._ticks_before(self._t0, max(self._t_last, self._t_end)))
+        return self._emit_lazy(self._ticks_before(self._t0, max(self._t_last, self._t_end)))
 
     def _check_gap(self, t_last: int | None, t_end_us: int | None) -> None:
         if self.max_gap_us is None:

@@ -177,7 +177,7 @@ class StreamSession:
             self.segment = seg
             self._closed_unanswered = None
         try:
-            ticks = seg.preprocessor.push(events, packet.t_end_us)
+            ticks, empty_after = seg.preprocessor.push_lazy(events, packet.t_end_us)
         except PreprocessError as exc:
             raise RejectedPacketError("preprocess", str(exc)) from exc
         self.stats.packets += 1
@@ -187,9 +187,10 @@ class StreamSession:
         if packet.t_end_us is not None:
             seg.t_floor_us = max(seg.t_floor_us, packet.t_end_us)
         seg.last_seq = packet.seq
-        if not len(ticks):
-            return []
-        return [self._window(seg, s, e, w, received_ns) for s, e, w in seg.chunker.push(ticks)]
+        cut = seg.chunker.push(ticks) if len(ticks) else []
+        if empty_after:  # time moved on without events: counted, not materialised
+            cut += seg.chunker.push_zeros(empty_after)
+        return [self._window(seg, s, e, w, received_ns) for s, e, w in cut]
 
     def tail(self, received_ns: int) -> list[Window]:
         """The windows the open segment still holds (its partial bins and tail window), before ``finish``."""

@@ -86,3 +86,31 @@ def test_gated_windows_come_back_empty() -> None:
         assert len(win) == (b - a if active else 0) and is_active(win, plan) == active
         if active:
             np.testing.assert_array_equal(win, ticks[a:b])
+
+
+@given(
+    window=st.integers(1, 12),
+    stride_frac=st.floats(0.05, 1.0),
+    pieces=st.lists(st.tuples(st.integers(0, 30), st.integers(0, 60)), min_size=1, max_size=8),
+    min_activity=st.integers(0, 2),
+    seed=st.integers(0, 1000),
+)
+@settings(max_examples=150, deadline=None)
+def test_push_zeros_equals_pushing_empty_ticks(
+    window: int, stride_frac: float, pieces: list[tuple[int, int]], min_activity: int, seed: int
+) -> None:
+    """Counting empty ticks (push_zeros) cuts the same windows, with the same content, as pushing them."""
+    plan = ChunkPlan(window, max(1, round(window * stride_frac)), min_activity)
+    rng = np.random.default_rng(seed)
+    lazy, eager = StreamChunker(plan, (2, 3)), StreamChunker(plan, (2, 3))
+    got: list[tuple[int, int, np.ndarray]] = []
+    want: list[tuple[int, int, np.ndarray]] = []
+    for n_data, n_zero in pieces:
+        data = (rng.random((n_data, 2, 3)) < 0.3).astype(np.uint8)
+        got += lazy.push(data) + lazy.push_zeros(n_zero)
+        want += eager.push(np.concatenate([data, np.zeros((n_zero, 2, 3), np.uint8)]))
+    got += lazy.finish()
+    want += eager.finish()
+    assert [(a, b) for a, b, _ in got] == [(a, b) for a, b, _ in want]
+    for (_, _, g), (_, _, w) in zip(got, want, strict=True):
+        assert np.array_equal(g, w)
