@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of PyTorch; a plain `torch` requirement would pull a multi-GB CUDA build.
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: setup test lint typecheck demo bench pretrained clean
+.PHONY: setup test lint typecheck demo bench pretrained install clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench: setup  ## measure and write BENCHMARKS.md
 
 pretrained: setup  ## reproduce models/pretrained/ (synthetic data, ~25 min on 2 cores)
 	$(BIN)/python -m s2gesture.models.pretrained_recipe
+
+install:  ## install s2gestured as a systemd service (/opt/s2gesture, /etc/s2gesture; run as root)
+	systemd/install.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -222,3 +222,33 @@ def test_the_daemon_only_makes_system_calls_the_unit_allows(tmp_path: Path) -> N
         forbidden = sorted(used - _allowed_syscalls(unit))
         assert not forbidden, f"{unit} forbids system calls the daemon makes: {forbidden}"
     assert {"mmap", "mprotect", "sched_setscheduler"} <= used  # the trace is real: JIT and ZeroMQ's threads
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_install_script_installs_what_the_units_start(tmp_path: Path) -> None:
+    """systemd/install.sh builds the venv the units name; the installed units verify against it, exposure <= 1.3."""
+    prefix, etc, units = tmp_path / "opt" / "s2gesture", tmp_path / "etc" / "s2gesture", tmp_path / "units"
+    proc = subprocess.run(
+        ["bash", str(UNITS / "install.sh"), "--prefix", str(prefix), "--etc", str(etc), "--unit-dir", str(units),
+         "--python", sys.executable],
+        capture_output=True, text=True, timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "configuration OK" in proc.stdout
+    assert (prefix / "bin" / "s2gestured").is_file() and (etc / "s2gestured.toml").is_file()
+    for unit in ("s2gestured.service", "s2gestured@.service"):
+        installed = units / unit
+        assert str(prefix / "bin" / "s2gestured") in installed.read_text()
+        name = "s2gestured@board1.service" if "@" in unit else None
+        target = installed if name is None else installed.with_name(name)
+        if name is not None:
+            target.write_text(installed.read_text())
+        checked = _verify(target)
+        assert checked.returncode == 0 and target.name not in checked.stderr, checked.stderr
+        assert _exposure(target) <= 1.3
+    # re-running keeps the operator's config
+    (etc / "s2gestured.toml").write_text("schema_version = 1\n# mine\n")
+    again = subprocess.run(["bash", str(UNITS / "install.sh"), "--prefix", str(prefix), "--etc", str(etc),
+                            "--unit-dir", str(units)], capture_output=True, text=True, timeout=280)
+    assert again.returncode == 0 and "# mine" in (etc / "s2gestured.toml").read_text()
