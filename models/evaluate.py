@@ -226,6 +226,16 @@ def _window_task(kind: str, key: Any, a: int, b: int) -> tuple[dict[str, np.ndar
     return counts, full, time.perf_counter() - t0
 
 
+def _worker_init() -> None:
+    """One torch thread per worker process (as torch's DataLoader workers do): the processes are the parallelism."""
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
 def _pool(workers: int) -> Any:
     """A process pool of ``workers`` forked processes (None when one worker or no fork on this platform)."""
     import multiprocessing as mp
@@ -234,7 +244,7 @@ def _pool(workers: int) -> Any:
         return None
     import concurrent.futures as cf
 
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"), initializer=_worker_init)
 
 
 def default_workers() -> int:
@@ -259,6 +269,7 @@ def evaluate(
     workers: int | None = None,
     bar: bool = True,
     chunk: int = 4,
+    torch_chunk: int = 16,
 ) -> dict[str, Any]:
     """The whole comparison as a JSON-able report (see the module docstring).
 
@@ -267,10 +278,10 @@ def evaluate(
     on the emulator, and for torch rows only with ``torch_full`` (else reported as None): torch on a CPU is
     ~50x slower than the compiled emulator.
 
-    The emulator rows run in ``workers`` forked processes (default: every core this process may use), in
-    units of ``chunk`` recordings, while the torch rows run in this process; a progress bar with an ETA
-    counts the units (``bar``). Results do not depend on ``workers`` (each unit is a pure function of its
-    recordings).
+    Every row runs in ``workers`` forked processes (default: every core this process may use) in units of
+    ``chunk`` recordings (``torch_chunk`` for torch rows, which batch better), one torch thread each; a
+    progress bar with an ETA counts the units (``bar``). Results do not depend on ``workers`` (each unit is
+    a pure function of its recordings).
     """
     from tqdm import tqdm
 
@@ -313,24 +324,26 @@ def evaluate(
     _STATE.clear()
     _STATE.update(test=test, offsets=offsets, window=window, backends=backends, torch=torch_models,
                   torch_full=torch_full_of, plan=plan)  # fmt: skip
-    bounds = [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
-    results: dict[int, list[Any]] = {r: [None] * len(bounds) for r in range(len(specs))}
-    total = len(specs) * len(bounds)
+    def bounds_of(task: str) -> list[tuple[int, int]]:
+        step = chunk if task == "emulator" else torch_chunk
+        return [(a, min(a + step, n)) for a in range(0, n, step)]
+
+    results: dict[int, list[Any]] = {r: [None] * len(bounds_of(spec[3])) for r, spec in enumerate(specs)}
+    total = sum(len(v) for v in results.values())
     pbar = tqdm(total=total, desc="evaluate", unit="unit", disable=not bar, leave=False)
     pool = _pool(default_workers() if workers is None else workers)
     try:
         futures: dict[Any, tuple[int, int]] = {}
-        if pool is not None:
-            for r, spec in enumerate(specs):
-                if spec[3] == "emulator":
-                    for c, (a, b) in enumerate(bounds):
-                        futures[pool.submit(_window_task, "emulator", spec[4], a, b)] = (r, c)
-        for r, spec in enumerate(specs):
-            if spec[3] == "emulator" and pool is not None:
-                continue
-            for c, (a, b) in enumerate(bounds):
-                results[r][c] = _window_task(spec[3], spec[4], a, b)
-                pbar.update(1)
+        # torch units first: they are the long ones, so the pool ends with short emulator units
+        order = sorted(range(len(specs)), key=lambda r: specs[r][3] == "emulator")
+        for r in order:
+            spec = specs[r]
+            for c, (a, b) in enumerate(bounds_of(spec[3])):
+                if pool is None:
+                    results[r][c] = _window_task(spec[3], spec[4], a, b)
+                    pbar.update(1)
+                else:
+                    futures[pool.submit(_window_task, spec[3], spec[4], a, b)] = (r, c)
         if futures:
             import concurrent.futures as cf
 
@@ -548,7 +561,45 @@ def markdown(report: dict[str, Any]) -> str:
             for p in mem["populations"]
         ]
         break  # the layout is the same for every variant of one architecture
+    if report.get("neurobench"):
+        lines += neurobench_section(report["neurobench"])
     return "\n".join(lines) + "\n"
+
+
+def neurobench_section(metrics: dict[str, Any]) -> list[str]:
+    """Markdown lines: NeuroBench's metrics per model from both counters, and the energy estimate."""
+    lines = ["", f"NeuroBench metrics per sample ({metrics['windows']} first windows of {metrics['ticks']} ticks; "
+             "docs/reproduce.md says how the two counters differ):", "",
+             "| model | counter | Footprint (B) | ConnectionSparsity | ActivationSparsity | Effective MACs | Effective ACs | Dense | energy (model) |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, by in metrics.items():
+        if not isinstance(by, dict):
+            continue
+        for who, m in by.items():
+            if "error" in m:
+                lines.append(f"| {name} | {who} | {m['error']} | | | | | | |")
+                continue
+            so = m["SynapticOperations"]
+            en = m.get("energy_per_sample")
+            energy = "-" if en is None else f"{1e3 * en['energy_j']:.3g} mJ ({1e3 * en['energy_j_low']:.3g} .. {1e3 * en['energy_j_high']:.3g})"
+            lines.append(f"| {name} | {who} | {m.get('Footprint', m.get('Footprint_int8_weights_bytes'))} | "
+                         f"{m['ConnectionSparsity']:.4f} | {m['ActivationSparsity']:.4f} | {so['Effective_MACs']:.4g} | "
+                         f"{so['Effective_ACs']:.4g} | {so['Dense']:.4g} | {energy} |")  # fmt: skip
+    return lines
+
+
+def workload_metrics(variants: list[Variant], test: BinnedSet, windows: int, window: int = RUN_TICKS) -> dict[str, Any]:
+    """Both counters' NeuroBench metrics (and the energy estimate) of each variant on the first ``windows`` test windows."""
+    sub = test.subset(list(range(min(windows, len(test)))))
+    x = windows_at(sub, window_offsets(sub, window, None), window)
+    out: dict[str, Any] = {"windows": int(x.shape[1]), "ticks": window}
+    for v in variants:
+        out[v.name] = {"emulator": emulator_metrics(v, x)}
+        try:
+            out[v.name]["neurobench"] = neurobench_metrics(v.model, x, "chip")
+        except ImportError as exc:
+            out[v.name]["neurobench"] = {"error": f"neurobench not installed ({exc}); pip install --no-deps neurobench (the [bench] extra)"}
+    return out
 
 
 def write_report(report: dict[str, Any], out: Path, classes: tuple[str, ...]) -> None:
@@ -607,6 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only N test recordings (spread over users and classes)")
     p.add_argument("--workers", type=int, default=None, help="processes for the emulator runs (default: every core)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--neurobench", type=int, default=8, metavar="N",
+                   help="NeuroBench metrics and the energy estimate on the first N test windows (0: skip)")  # fmt: skip
     from .train import add_data_arguments
 
     add_data_arguments(p)
@@ -637,6 +690,8 @@ def cli(argv: list[str] | None = None) -> int:
     report = evaluate(float_model, variants, test, seeds=tuple(args.seeds), window=args.window,
                       float_semantics=blob.get("semantics", "snntorch"), workers=args.workers,
                       bar=not args.no_progress)  # fmt: skip
+    if args.neurobench > 0:
+        report["neurobench"] = workload_metrics(variants, test, args.neurobench, args.window)
     write_report(report, Path(args.out), GESTURE_CLASSES)
     print(f"report in {args.out}/report.md")
     return 0

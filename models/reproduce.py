@@ -177,14 +177,7 @@ def calibrate(train: Any, test: Any, settings: Settings, device: str) -> tuple[f
 def run_seed(run: Path, seed: int, train: Any, test: Any, settings: Settings, spec: Any, *, device: str,
              workers: int | None, eta: Eta, progress: bool) -> dict[str, Any]:  # fmt: skip
     """Stages float .. metrics for one training seed under ``run/seedN``; returns its summary."""
-    from .evaluate import (
-        emulator_metrics,
-        evaluate,
-        load_variant,
-        neurobench_metrics,
-        window_offsets,
-        windows_at,
-    )
+    from .evaluate import evaluate, load_variant, workload_metrics
     from .export import export_model, make_card
     from .pretrained_recipe import quantize_stage, train_stage
     from .train import RUN_TICKS, TrainConfig, load_model_file, setup_torch
@@ -241,19 +234,27 @@ def run_seed(run: Path, seed: int, train: Any, test: Any, settings: Settings, sp
     report = json.loads((base / "eval" / "report.json").read_text())
     if stage("metrics", (base / "metrics.json").is_file()):
         t0 = time.perf_counter()
-        sub = test.subset(list(range(min(settings.metrics_windows, len(test)))))
-        x = windows_at(sub, window_offsets(sub, RUN_TICKS, None), RUN_TICKS)
-        metrics = {"windows": int(x.shape[1]), "ticks": RUN_TICKS}
+        metrics = workload_metrics(variants, test, settings.metrics_windows)
+        # the model card carries its NeuroBench metrics and energy estimate: re-export with them (same graph)
         for v in variants:
-            metrics[v.name] = {"emulator": emulator_metrics(v, x)}
-            try:
-                metrics[v.name]["neurobench"] = neurobench_metrics(v.model, x, "chip")
-            except ImportError as exc:
-                metrics[v.name]["neurobench"] = {"error": f"neurobench not installed ({exc}); pip install --no-deps neurobench (the [bench] extra)"}
+            qm, blob = load_model_file(base / "int8" / f"{v.name}.pt")
+            card_metrics = {"neurobench": metrics[v.name], "evaluation": _card_accuracy(report, v.name)}
+            card = make_card(v.name, blob["quantization"], semantics=blob.get("semantics", "snntorch"),
+                             training=dict(v.card.training), metrics=card_metrics, latency_ticks=qm.n_projections)  # fmt: skip
+            export_model(qm, base / "export" / f"{v.name}.nir", card)
         (base / "metrics.json").write_text(json.dumps(metrics, indent=1))
         finished("metrics", t0)
     metrics = json.loads((base / "metrics.json").read_text())
     return {"seed": seed, "report": report, "metrics": metrics, "timings": timings}
+
+
+def _card_accuracy(report: dict[str, Any], name: str) -> dict[str, Any]:
+    """The evaluation figures of one variant for its model card."""
+    rows = {r["name"]: r for r in report["rows"]}
+    emu = rows[f"{name}: int8 on the emulator (chip)"]
+    return {"test_recordings": report["n_test"], "emulator_first_window_acc": emu["first_window_acc"],
+            "emulator_window_acc_mean": emu["window_acc"]["mean"], "emulator_full_recording_acc": emu["full_recording_acc"],
+            "drop_pp_first_window": emu["drop_pp"]["first_window"]}  # fmt: skip
 
 
 def summarize(seeds: list[dict[str, Any]], settings: Settings, data: dict[str, Any]) -> dict[str, Any]:

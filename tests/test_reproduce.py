@@ -88,6 +88,11 @@ def test_quick_reproduction_end_to_end_then_resumed(release: Path, tmp_path: Pat
         assert nb["effective_ops_per_layer_per_sample"]["fc2"] == emu["synaptic_events_per_projection_per_sample"]["lif4->lif5"]
         assert nb["ActivationSparsity"] == pytest.approx(emu["ActivationSparsity"], abs=1e-9)
         assert nb["ParameterCount"] == 25504
+    from s2gesture.daemon.card import read_model
+
+    card = read_model(run / "seed0" / "export" / "qat.nir").card
+    assert card.metrics["neurobench"]["emulator"]["SynapticOperations"] == metrics["qat"]["emulator"]["SynapticOperations"]
+    assert card.metrics["evaluation"]["test_recordings"] == n
     text = (run / "report.md").read_text()
     assert "94.13 %" in text and "a model, not a measurement" in text and "TrueNorth" in text and "NeuroBench" in text
 
