@@ -4,7 +4,7 @@ One recording is one segment of one stream: its events go out in packets that ea
 of event time (``t_end`` set, so an empty packet still advances the daemon's clock), followed by an
 ``eos`` carrying the segment id, which makes the daemon publish a final decision for it.
 
-Event time on the wire must never go backwards within a stream (PROTOCOL.md), so each recording is
+Event time on the wire must never go backwards within a stream (docs/protocol.md), so each recording is
 shifted onto one continuous time axis: it starts ``gap_ms`` after the previous one ended. The shift is a
 constant per recording, so the daemon sees exactly the recording's events and tick grid (which starts at
 its first event), and its classification equals the offline one on the same events.

@@ -24,7 +24,7 @@ from .errors import ModelCardError
 CARD_KEY = "s2gesture_card"
 CARD_SCHEMA = 1
 
-#: DVS128 Gesture class names in tonic's order (PROTOCOL.md).
+#: DVS128 Gesture class names in tonic's order (docs/protocol.md).
 GESTURE_CLASSES: tuple[str, ...] = (
     "hand clapping",
     "right hand wave",

@@ -39,7 +39,7 @@ class ConfigError(S2GestureError):
 
 
 class ProtocolError(S2GestureError):
-    """A wire message does not follow protocol v1 (PROTOCOL.md)."""
+    """A wire message does not follow protocol v1 (docs/protocol.md)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)

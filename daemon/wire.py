@@ -1,4 +1,4 @@
-"""Wire protocol v1: ZeroMQ multipart ``[topic, body]`` with one msgpack map per body (PROTOCOL.md).
+"""Wire protocol v1: ZeroMQ multipart ``[topic, body]`` with one msgpack map per body (docs/protocol.md).
 
 Encoders build what cameras, replay clients and the daemon send; ``decode_input`` is the daemon's gate
 for untrusted input: it checks every field and raises :class:`ProtocolError` whose ``reason`` is the
