@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from s2gesture.daemon import wire
+from s2gesture.daemon.testing import RunningDaemon, run_daemon
 
 from . import bus
 
@@ -37,29 +36,29 @@ DAEMON_STOP_TIMEOUT_S = 20.0
 
 @dataclass
 class Daemon:
-    """A running s2gestured child process and its endpoints."""
+    """The demo's s2gestured (a :class:`~s2gesture.daemon.testing.RunningDaemon`) and what it serves."""
 
-    proc: subprocess.Popen[bytes]
-    input: str
-    output: str
-    log_path: Path
+    running: RunningDaemon
     model_note: str
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        """The child process."""
+        return self.running.proc
+
+    @property
+    def input(self) -> str:
+        """The daemon's input endpoint."""
+        return self.running.input
+
+    @property
+    def output(self) -> str:
+        """The daemon's output endpoint."""
+        return self.running.output
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the daemon's log (for error messages)."""
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(text[-lines:])
-
-
-def daemon_command() -> list[str]:
-    """How to run the s2gestured of this installation (the console script beside this Python, if any)."""
-    script = Path(sys.executable).parent / "s2gestured"
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    return [sys.executable, "-c", "import sys; from s2gesture.daemon.main import main; sys.exit(main())"]
+        return self.running.log_tail(lines)
 
 
 def choose_model(workdir: Path, requested: str | None) -> tuple[Path, str]:
@@ -70,7 +69,7 @@ def choose_model(workdir: Path, requested: str | None) -> tuple[Path, str]:
             msg = f"--model {path} does not exist"
             raise bus.ClientError(msg)
         return path, f"serving {path}"
-    from s2gesture.daemon.service import default_model_path
+    from s2gesture.daemon.pipeline import default_model_path
 
     bundled = default_model_path()
     if bundled.is_file():
@@ -112,14 +111,10 @@ def running_daemon(workdir: Path, model: str | None, out: TextIO) -> Iterator[Da
     """Start s2gestured for the demo and always stop it (SIGTERM, then SIGKILL after a timeout)."""
     model_path, note = choose_model(workdir, model)
     config, input_ep, output_ep = write_config(workdir, model_path)
-    log_path = workdir / "s2gestured.log"
     # the demo's own config must win over whatever S2G_* the user's shell exports
-    env = {k: v for k, v in os.environ.items() if not k.startswith("S2G_")}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [*daemon_command(), "--config", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env
-        )
-    daemon = Daemon(proc, input_ep, output_ep, log_path, note)
+    running = run_daemon(["--config", str(config)], input=input_ep, output=output_ep,
+                         log_path=workdir / "s2gestured.log", clean_env=True)
+    daemon = Daemon(running, note)
     try:
         yield daemon
     finally:
@@ -128,17 +123,10 @@ def running_daemon(workdir: Path, model: str | None, out: TextIO) -> Iterator[Da
 
 def stop_daemon(daemon: Daemon, out: TextIO) -> int | None:
     """SIGTERM and wait; returns the exit code (SIGKILL and None when it does not stop in time)."""
-    proc = daemon.proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(DAEMON_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            print(f"s2gestured did not stop within {DAEMON_STOP_TIMEOUT_S:g} s of SIGTERM; killed it", file=out)
-            return None
-    return proc.returncode
+    code = daemon.running.stop(DAEMON_STOP_TIMEOUT_S)
+    if code is None:
+        print(f"s2gestured did not stop within {DAEMON_STOP_TIMEOUT_S:g} s of SIGTERM; killed it", file=out)
+    return code
 
 
 def wait_until_serving(daemon: Daemon, timeout_s: float) -> wire.Status:

@@ -1,17 +1,87 @@
-"""Testing helpers shipped with the package: small, valid quantized NIR models with cards.
+"""Helpers shipped with the package for tests and demos: a real ``s2gestured`` child process, and small,
+valid quantized NIR models with cards.
 
-They build real NIR graphs (the same node types the toolkit exports) so that tests of the daemon, the
-clients and the backends run on real model files without training anything.
+:func:`run_daemon` is how the demo and the test suite start the daemon: the real console entry point as a
+child process with its log in a file, stopped with SIGTERM (SIGKILL after a deadline). The models are real
+NIR graphs (the same node types the toolkit exports), so tests of the daemon, the clients and the backends
+run on real model files without training anything.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .card import ConversionSpec, InputSpec, Model, ModelCard, write_model
 from .nirnodes import leaky_lif
+
+
+def daemon_command(args: Sequence[str] = ()) -> list[str]:
+    """The command line that runs this installation's ``s2gestured`` with ``args`` (in this interpreter)."""
+    return [sys.executable, "-m", "s2gesture.daemon.main", *args]
+
+
+@dataclass
+class RunningDaemon:
+    """An ``s2gestured`` child process, its endpoints and its log file."""
+
+    proc: subprocess.Popen[bytes]
+    input: str
+    output: str
+    log_path: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the daemon's stdout and stderr."""
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+    def stop(self, timeout_s: float = 20.0, signum: int = signal.SIGTERM) -> int | None:
+        """Send ``signum`` (SIGTERM: drain, final status, exit 0) and wait; None when it had to be killed."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                return None
+        return int(self.proc.returncode)
+
+    def kill(self) -> None:
+        """Kill the process if it still runs (cleanup after a failure)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_daemon(
+    args: Sequence[str],
+    *,
+    input: str,
+    output: str,
+    log_path: str | Path,
+    env: Mapping[str, str] | None = None,
+    clean_env: bool = False,
+) -> RunningDaemon:
+    """Start ``s2gestured ARGS`` (which bind ``input`` and ``output``) with its output in ``log_path``.
+
+    ``clean_env`` drops the caller's ``S2G_*`` variables, so a demo's own config wins over the shell's.
+    """
+    base = {k: v for k, v in os.environ.items() if not (clean_env and k.startswith("S2G_"))}
+    log_path = Path(log_path)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(daemon_command(args), stdout=log, stderr=subprocess.STDOUT, env={**base, **(env or {})})
+    return RunningDaemon(proc, input, output, log_path)
 
 
 def tiny_gesture_graph(seed: int = 0, *, channels: int = 4, n_classes: int = 11, dt: float = 1e-4) -> object:

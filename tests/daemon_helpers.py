@@ -12,11 +12,9 @@ Used by the daemon's and the clients' process-level tests. Nothing sleeps: every
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ import zmq
 
 from s2gesture.daemon import wire
 from s2gesture.daemon.events import EVENT_DTYPE
+from s2gesture.daemon.testing import run_daemon
 
 Predicate = Callable[[str, dict[str, Any]], bool]
 
@@ -210,9 +209,6 @@ class DaemonProcess:
         self.close()
 
 
-def daemon_command(args: Sequence[str]) -> list[str]:
-    """The command line that runs ``s2gestured`` with ``args`` in this interpreter."""
-    return [sys.executable, "-m", "s2gesture.daemon.main", *args]
 
 
 def start_daemon(
@@ -235,17 +231,13 @@ def start_daemon(
     else:
         inp, out = f"ipc://{tmp_path}/in.sock", f"ipc://{tmp_path}/out.sock"
     log_path = tmp_path / "s2gestured.log"
-    full_env = {**os.environ, **(env or {})}
-    full_env.setdefault("S2G_LOG__FORMAT", "json")
-    command = daemon_command(
-        [
-            "--mode", mode, "--input-bind", inp, "--output-bind", out, "--model", str(model_path),
-            "--status-interval", str(status_interval_s), *args,
-        ]
+    full_env = {"S2G_LOG__FORMAT": "json", **(env or {})}
+    running = run_daemon(
+        ["--mode", mode, "--input-bind", inp, "--output-bind", out, "--model", str(model_path),
+         "--status-interval", str(status_interval_s), *args],
+        input=inp, output=out, log_path=log_path, env=full_env,
     )
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=full_env)
-    d = DaemonProcess(proc, inp, out, mode, log_path, curve=curve)
+    d = DaemonProcess(running.proc, inp, out, mode, log_path, curve=curve)
     d.connect_output()
     if wait_ready:
         try:
