@@ -94,9 +94,8 @@ def _decode_evt3(path: Path, chunks: list[bytes]) -> Events:
         except Exception as exc:
             msg = f"{path}: field events: expelliarmus could not decode the topic's evt3 stream ({exc})"
             raise EventDataError(msg) from exc
-    ev = np.empty(raw.shape[0], dtype=EVENT_DTYPE)
-    ev["x"], ev["y"], ev["p"], ev["t"] = raw["x"], raw["y"], raw["p"], raw["t"]
-    return ev
+    # one compiled pass into EVENT_DTYPE (bounds are checked once the topic's sensor size is known)
+    return prophesee._from_lib(raw, None)[0]
 
 
 def read_bag(path: str | Path, *, topic: str | None = None) -> Recording:
