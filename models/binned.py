@@ -7,8 +7,8 @@ per (dataset split, preprocessing spec), keyed by a hash of the spec and of the 
 and modification times: change either and the cache is rebuilt. The cache lives under the user's cache
 directory (``$XDG_CACHE_HOME/s2gesture`` or ``~/.cache/s2gesture``; ``--cache DIR`` elsewhere), never
 inside the dataset. It is built once, one recording at a time (only the packed bits of the recording in
-hand are in memory), and read memory-mapped: a recording's ticks are unpacked only when a window of them
-is asked for (:class:`PackedSpikes`), so training memory does not grow with the dataset.
+hand are in memory), and read with ``pread``: a recording's ticks are read and unpacked only when a window of
+them is asked for (:class:`PackedSpikes`), so training memory does not grow with the dataset.
 
 Datasets: tonic's layout (:mod:`.datasets.tonic_layout`) and the IBM raw release with its official split
 files (:mod:`.datasets.ibm`), told apart by :func:`dataset_kind`.
@@ -16,6 +16,7 @@ files (:mod:`.datasets.ibm`), told apart by :func:`dataset_kind`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -40,45 +41,84 @@ MIRROR_LABELS: tuple[int, ...] = GESTURE_MIRROR
 CACHE_FORMAT = 2
 
 
+class PackedFile:
+    """The cache's ``bits.bin`` read with ``pread``: rows come through the page cache, never mapped.
+
+    Mapped pages count in a process's RSS however reclaimable they are; read pages do not, so training
+    memory stays what the batch needs whatever the dataset size. ``pread`` takes no file position, so the
+    descriptor is safe to share with forked workers.
+    """
+
+    def __init__(self, path: Path, row_bytes: int) -> None:
+        self.path = path
+        self.row_bytes = int(row_bytes)
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        n = max(0, stop - start)
+        data = os.pread(self._fd, n * self.row_bytes, start * self.row_bytes)
+        if len(data) != n * self.row_bytes:
+            msg = f"{self.path}: expected {n * self.row_bytes} bytes at row {start}, found {len(data)}; delete the cache folder to rebuild it"
+            raise EventDataError(msg)
+        return np.frombuffer(data, dtype=np.uint8).reshape(n, self.row_bytes)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # interpreter shutdown may have closed it
+            os.close(self._fd)
+
+
 class PackedSpikes:
-    """A recording's binary spikes ``[T, C, H, W]`` kept bit-packed (memory-mapped); ticks unpack on slicing.
+    """A recording's binary spikes ``[T, C, H, W]`` kept bit-packed on disk; ticks are read and unpacked on slicing.
 
     Behaves as the uint8 array where the toolkit uses one: ``shape``, ``dtype``, ``len``, time slices
-    (``x[a:b]`` -> a uint8 array of those ticks) and ``np.asarray(x)`` (the whole recording).
+    (``x[a:b]`` -> a uint8 array of those ticks) and ``np.asarray(x)`` (the whole recording). The packed rows
+    come from an in-memory array or from a :class:`PackedFile` (``source, start, length``).
     """
 
     dtype = np.dtype(np.uint8)
     ndim = 4
 
-    def __init__(self, packed: np.ndarray, frame: tuple[int, ...]) -> None:
-        self._packed = packed  # uint8 [T, ceil(prod(frame) / 8)]
+    def __init__(self, packed: np.ndarray | PackedFile, frame: tuple[int, ...], start: int = 0, length: int | None = None) -> None:
+        self._packed = packed
         self._frame = tuple(int(v) for v in frame)
         self._n = int(np.prod(self._frame))
+        self._start = int(start)
+        self._len = int(packed.shape[0]) if isinstance(packed, np.ndarray) else int(length or 0)
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (int(self._packed.shape[0]), *self._frame)
+        return (self._len, *self._frame)
 
     @property
     def nbytes_packed(self) -> int:
-        return int(self._packed.nbytes)
+        return self._len * -(-self._n // 8)
 
     def __len__(self) -> int:
-        return int(self._packed.shape[0])
+        return self._len
+
+    def _rows(self, a: int, b: int) -> np.ndarray:
+        if isinstance(self._packed, np.ndarray):
+            return self._packed[a:b]
+        return self._packed.rows(self._start + a, self._start + b)
 
     def _unpack(self, rows: np.ndarray) -> np.ndarray:
         flat = np.unpackbits(np.asarray(rows), axis=-1, count=self._n)
         return flat.reshape(rows.shape[0], *self._frame)
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        if isinstance(key, slice):
-            return self._unpack(self._packed[key])
+        if isinstance(key, slice) and key.step in (None, 1):
+            a, b, _ = key.indices(self._len)
+            return self._unpack(self._rows(a, max(a, b)))
         if isinstance(key, int | np.integer):
-            return self._unpack(self._packed[int(key) : int(key) + 1 or None])[0]
+            i = int(key) + (self._len if int(key) < 0 else 0)
+            if not 0 <= i < self._len:
+                msg = f"tick {int(key)} out of range for a recording of {self._len} ticks"
+                raise IndexError(msg)
+            return self._unpack(self._rows(i, i + 1))[0]
         return np.asarray(self)[key]
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = self._unpack(self._packed[:])
+        out = self._unpack(self._rows(0, self._len))
         return out if dtype is None else out.astype(dtype)
 
 
@@ -321,20 +361,16 @@ def build_cache(path: Path, recordings: Iterable[Recording], spec: PreprocessSpe
 
 
 def open_cache(path: Path) -> BinnedSet:
-    """A cache folder written by :func:`build_cache` as a BinnedSet of memory-mapped :class:`PackedSpikes`."""
+    """A cache folder written by :func:`build_cache` as a BinnedSet of on-disk :class:`PackedSpikes`."""
     with np.load(path / "index.npz") as z:
         lengths = z["lengths"]
         frame = tuple(int(v) for v in z["frame"])
         labels = z["labels"].astype(np.int64)
         users, names = [str(u) for u in z["users"]], [str(n) for n in z["names"]]
     row = -(-int(np.prod(frame)) // 8)
-    total = int(lengths.sum())
-    if total == 0:
-        bits = np.zeros((0, row), dtype=np.uint8)
-    else:
-        bits = np.memmap(path / "bits.bin", dtype=np.uint8, mode="r", shape=(total, row))
+    source = PackedFile(path / "bits.bin", row)
     starts = np.concatenate([[0], np.cumsum(lengths)])
-    spikes: list[Any] = [PackedSpikes(bits[starts[i] : starts[i + 1]], frame) for i in range(len(lengths))]
+    spikes: list[Any] = [PackedSpikes(source, frame, int(starts[i]), int(lengths[i])) for i in range(len(lengths))]
     return BinnedSet(spikes, labels, users, names)
 
 

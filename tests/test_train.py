@@ -231,7 +231,7 @@ def test_device_auto_is_cpu_without_a_gpu_and_cuda_is_refused_clearly() -> None:
 
 
 def test_packed_cache_is_built_once_outside_the_dataset_and_equals_the_preprocessing(tmp_path, monkeypatch) -> None:
-    """load_split caches bit-packed memory-mapped ticks under the cache dir; they equal the shared preprocessing."""
+    """load_split caches bit-packed on-disk ticks under the cache dir; they equal the shared preprocessing."""
     from s2gesture.models import synth
     from s2gesture.models.binned import PackedSpikes, load_split
     from s2gesture.models.datasets import tonic_layout
