@@ -12,10 +12,12 @@ what was expected and what was given; unknown keys get a near-miss suggestion. :
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +29,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -144,22 +147,30 @@ class ChunkingConfig(_Section):
         return value
 
 
-_POLICY = DecisionParams()
+def _decision_fields() -> dict[str, Any]:
+    """The decision section's keys: DecisionParams' own fields, types and defaults (one owner per fact)."""
+    hints = typing.get_type_hints(DecisionParams)
+    return {f.name: (hints[f.name], f.default) for f in dataclasses.fields(DecisionParams)}
 
 
-class DecisionConfig(_Section):
-    """The decision policy; defaults are DecisionParams' own, so offline code that builds a default
-    DecisionPolicy() decides exactly as a default-configured daemon."""
+class _DecisionSection(_Section):
+    """The decision policy; its keys and defaults are DecisionParams' own, so offline code that builds a
+    default DecisionPolicy() decides exactly as a default-configured daemon."""
 
-    smoothing: float = Field(default=_POLICY.smoothing, ge=0, lt=1)
-    onset_confidence: float = Field(default=_POLICY.onset_confidence, gt=0, le=1)
-    min_chunks: int = Field(default=_POLICY.min_chunks, ge=1)
-    min_spikes: int = Field(default=_POLICY.min_spikes, ge=1)
-    final_mode: Literal["sum", "mean_share", "vote"] = _POLICY.final_mode  # type: ignore[assignment]
+    @model_validator(mode="after")
+    def _valid_params(self) -> _DecisionSection:
+        self.params()  # DecisionParams checks every range and names the key
+        return self
 
     def params(self) -> DecisionParams:
         """These settings as the policy's parameters."""
         return DecisionParams(**self.model_dump())
+
+
+if typing.TYPE_CHECKING:
+    DecisionConfig = _DecisionSection
+else:
+    DecisionConfig = create_model("DecisionConfig", __base__=_DecisionSection, __module__=__name__, **_decision_fields())
 
 
 class StreamsConfig(_Section):
