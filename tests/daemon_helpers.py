@@ -26,6 +26,7 @@ import zmq
 
 from s2gesture.daemon import wire
 from s2gesture.daemon.events import EVENT_DTYPE
+from s2gesture.daemon.testing import daemon_command as daemon_command  # re-exported for the tests
 from s2gesture.daemon.testing import run_daemon
 
 Predicate = Callable[[str, dict[str, Any]], bool]
