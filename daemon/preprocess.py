@@ -368,138 +368,260 @@ def denoise(events: Events | Recording, sensor_size: tuple[int, int], denoise_us
     return out
 
 
+# --- the streaming kernel: one compiled call per packet ------------------------------------------------
+
+# carried state, one int64 array (the kernel updates it in place; nothing is copied between packets); the
+# spec's constants and the call's t_end ride in the same array, since every argument of a compiled call
+# costs dispatch time on each packet
+_T_PREV, _T0, _T0_KNOWN, _K_NEXT, _K_HI, _T_END, _T_LAST, _N_SEEN = range(8)
+_DENOISE, _MAX_GAP, _DT, _PLANE, _MERGE, _ARG_T_END, _ARG_HAS_T_END = range(8, 15)
+_S_OK, _S_BAD_EVENT, _S_T_END, _S_OVERLAP, _S_GAP, _S_GROW = range(6)
+_INT64_MIN = np.iinfo(np.int64).min
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _drain(st: Any, ring: Any, out: Any, n_ready: int) -> int:
+    """Move the next ``n_ready`` ticks out of the ring (rows that hold events into ``out``); returns those rows.
+
+    Rows are flat ``[cap, C*H*W]`` bytes and copied by plain loops (LLVM vectorises them; numba's n-d
+    slice assignment goes element by element).
+    """
+    mask = ring.shape[0] - 1
+    k_next = st[_K_NEXT]
+    held = min(n_ready, st[_K_HI] - k_next)
+    for j in range(held):
+        r = (k_next + j) & mask
+        for b in range(ring.shape[1]):
+            out[j, b] = ring[r, b]
+            ring[r, b] = 0
+    st[_K_NEXT] = k_next + n_ready
+    if st[_K_HI] < st[_K_NEXT]:
+        st[_K_HI] = st[_K_NEXT]
+    return int(held)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _stream_push(ev: Any, st: Any, memory: Any, xmap: Any, ymap_row: Any, ring: Any, out: Any) -> tuple[int, int, int]:
+    """One packet: check it, denoise/map/bin into the tick ring, hand out the completed ticks.
+
+    Returns ``(status, a, b)``: OK -> (ticks completed, of which the first ``b`` are in ``out``); a
+    refusal -> what the message needs, with the carried state untouched (checks come before any write).
+    ``ymap_row`` is the y table times the input width (-1 kept), ``plane`` the input's H*W: a spike's
+    place in the flat frame is ``c*plane + ymap_row[y] + xmap[x]``.
+    """
+    denoise_us, max_gap, dt_us, plane = st[_DENOISE], st[_MAX_GAP], st[_DT], st[_PLANE]
+    merge_polarity = st[_MERGE] == 1
+    t_end, has_t_end = st[_ARG_T_END], st[_ARG_HAS_T_END] == 1
+    n = ev.shape[0]
+    if has_t_end and n and ev[n - 1]["t"] >= t_end:
+        return _S_T_END, ev[n - 1]["t"], 0
+    if n and ev[0]["t"] < st[_T_END]:
+        return _S_OVERLAP, ev[0]["t"], 0
+    height, width = memory.shape
+    tp = st[_T_PREV]
+    for i in range(n):
+        r = ev[i]
+        xi = np.int64(r["x"])
+        yi = np.int64(r["y"])
+        ti = np.int64(r["t"])
+        if xi < 0 or xi >= width or yi < 0 or yi >= height or ti < tp:
+            return _S_BAD_EVENT, i, 0
+        tp = ti
+    if max_gap >= 0 and (n or has_t_end):
+        known = st[_T0_KNOWN] == 1 or st[_T_LAST] > _INT64_MIN or st[_T_END] > _INT64_MIN
+        if known:
+            before = max(st[_T_LAST], st[_T_END])
+            if st[_T0_KNOWN] == 1:
+                before = max(before, st[_T0])
+            after = ev[n - 1]["t"] if n else t_end
+            if has_t_end:
+                after = max(after, t_end)
+            if after - before > max_gap:
+                return _S_GAP, before, after
+    t0_known = st[_T0_KNOWN] == 1 or n > 0
+    if not t0_known:
+        if has_t_end:
+            st[_T_END] = max(st[_T_END], t_end)
+        return _S_OK, 0, 0
+    t0 = st[_T0] if st[_T0_KNOWN] == 1 else ev[0]["t"]
+    cap = ring.shape[0]  # a power of two: the ring index is a mask
+    if n:
+        hi = (ev[n - 1]["t"] - t0) // dt_us + 1  # one past the last tick this packet writes
+        if hi - st[_K_NEXT] > cap:
+            return _S_GROW, hi - st[_K_NEXT], 0
+        st[_T0] = t0
+        st[_T0_KNOWN] = 1
+        for i in range(n):
+            r = ev[i]
+            xi = np.int64(r["x"])
+            yi = np.int64(r["y"])
+            ti = np.int64(r["t"])
+            if denoise_us > 0:
+                memory[yi, xi] = ti + denoise_us
+                if not (
+                    (xi > 0 and memory[yi, xi - 1] > ti)
+                    or (xi < width - 1 and memory[yi, xi + 1] > ti)
+                    or (yi > 0 and memory[yi - 1, xi] > ti)
+                    or (yi < height - 1 and memory[yi + 1, xi] > ti)
+                ):
+                    continue
+            if ti < t0:  # before tick 0: feeds the denoiser only
+                continue
+            xo = xmap[xi]
+            yo = ymap_row[yi]
+            if xo < 0 or yo < 0:
+                continue
+            c = 0 if merge_polarity else (1 if r["p"] else 0)
+            ring[((ti - t0) // dt_us) & (cap - 1), c * plane + yo + xo] = 1
+        if st[_K_HI] < hi:
+            st[_K_HI] = hi
+        st[_T_PREV] = tp
+        st[_T_LAST] = max(st[_T_LAST], ev[n - 1]["t"])
+        st[_N_SEEN] += n
+    if has_t_end:
+        st[_T_END] = max(st[_T_END], t_end)
+    # a tick is complete once no later event can fall in it: events at the last time may still follow
+    seen = max(st[_T_LAST], st[_T_END])
+    ready = 0 if seen == _INT64_MIN else max(0, (seen - t0) // dt_us - st[_K_NEXT])
+    return _S_OK, ready, _drain(st, ring, out, ready)
+
+
 class StreamPreprocessor:
     """Preprocess a packet stream with carried state: ``push`` packets in time order, then ``flush``.
 
     Concatenating the arrays returned by every :meth:`push` and the final :meth:`flush` equals
     :func:`preprocess_recording` of all events pushed (with ``t_stop_us`` = the largest ``t_end_us`` given,
     when that is past the last event).
+
+    One compiled call per packet checks it, runs the same denoise/map/bin rules as
+    :func:`preprocess_recording` on the packet's own array (no field copies) and hands out the completed
+    ticks; the denoise memory, the clock and the not yet complete ticks (a ring of tick frames) stay in
+    the kernel's arrays between packets.
     """
 
     def __init__(
         self, spec: PreprocessSpec, t_start_us: int | None = None, *, max_gap_us: int | None = 10_000_000
     ) -> None:
         self.spec = spec
+        self._tables = mapping_tables(spec)
+        W, H = spec.sensor_size
+        # tonic initialises every pixel's memory to filter_time (as if all fired at t = 0): kept for equality.
+        self._memory = np.full((H, W), spec.denoise_us, dtype=np.int64)
+        self._st = np.zeros(15, dtype=np.int64)
+        self._st[[_T_PREV, _T_END, _T_LAST]] = _INT64_MIN
+        w, h = spec.input_size
+        self._st[[_DENOISE, _DT, _PLANE, _MERGE]] = (spec.denoise_us, spec.dt_us, w * h, spec.channels == 1)
         # A clock jump would otherwise allocate and emit (gap / dt) empty ticks at once.
         self.max_gap_us = max_gap_us
-        self._tables = mapping_tables(spec)
-        self._state = _State(spec)
-        self._t0: int | None = None if t_start_us is None else int(t_start_us)
-        self._k_next = 0  # index of the first tick not yet emitted
-        self._pending = np.zeros((0, *spec.frame_shape), dtype=np.uint8)  # ticks k_next .. k_next+len-1
-        self._t_end = np.iinfo(np.int64).min  # largest t_end_us promised so far
-        self._t_last = np.iinfo(np.int64).min  # last event time seen
+        if t_start_us is not None:
+            self._st[_T0], self._st[_T0_KNOWN] = int(t_start_us), 1
+        # ticks k_next .. k_hi-1 live in ring[k % capacity] as flat frames; 64 ticks cover any packet of up
+        # to 64 dt (a longer one grows the ring to the next power of two)
+        self._frame = int(np.prod(spec.frame_shape))
+        self._frame_shape = spec.frame_shape
+        self._xmap = self._tables[0]
+        self._ymap_row = np.where(self._tables[1] >= 0, self._tables[1] * w, -1).astype(np.int64)
+        self._ring = np.zeros((64, self._frame), dtype=np.uint8)
+        self._out = np.zeros_like(self._ring)
+        self._zero_tick = np.zeros((0, *spec.frame_shape), dtype=np.uint8)
+
+    @property
+    def max_gap_us(self) -> int | None:
+        """Largest forward jump of time a packet may make (µs); None: any, every empty tick is emitted."""
+        return None if self._st[_MAX_GAP] < 0 else int(self._st[_MAX_GAP])
+
+    @max_gap_us.setter
+    def max_gap_us(self, value: int | None) -> None:
+        self._st[_MAX_GAP] = -1 if value is None else int(value)
 
     @property
     def t_start_us(self) -> int | None:
         """Start of tick 0 in µs (None until known)."""
-        return self._t0
+        return int(self._st[_T0]) if self._st[_T0_KNOWN] else None
 
     @property
     def t_next_us(self) -> int | None:
         """Start of the next tick to emit in µs (None until the first event or ``t_start_us``)."""
-        return None if self._t0 is None else self._t0 + self._k_next * self.spec.dt_us
-
-    def _grow(self, n_ticks: int) -> None:
-        if n_ticks > self._pending.shape[0]:
-            grown = np.zeros((n_ticks, *self.spec.frame_shape), dtype=np.uint8)
-            grown[: self._pending.shape[0]] = self._pending
-            self._pending = grown
-
-    def _emit(self, n_ticks: int) -> Spikes:
-        ticks, zeros = self._emit_lazy(n_ticks)
-        if zeros:
-            ticks = np.concatenate([ticks, np.zeros((zeros, *self.spec.frame_shape), dtype=np.uint8)])
-        return ticks
-
-    def _emit_lazy(self, n_ticks: int) -> tuple[Spikes, int]:
-        """The next ``n_ticks`` as (materialised ticks, count of empty ticks after them).
-
-        Ticks past the pending buffer hold no event (events grow the buffer first), so they are counted,
-        not allocated: a packet that moves time forward by seconds costs what its events cost.
-        """
-        held = min(n_ticks, self._pending.shape[0])
-        out = self._pending[:held].copy()
-        self._pending = self._pending[held:]
-        self._k_next += n_ticks
-        return out, n_ticks - held
+        if not self._st[_T0_KNOWN]:
+            return None
+        return int(self._st[_T0]) + int(self._st[_K_NEXT]) * self.spec.dt_us
 
     def push_lazy(self, events: Events, t_end_us: int | None = None) -> tuple[Spikes, int]:
-        """:meth:`push`, with the completed ticks as (ticks, number of empty ticks that follow them)."""
-        return self._push(events, t_end_us, lazy=True)
+        """:meth:`push`, with the completed ticks as (ticks, number of empty ticks that follow them).
 
-    def _ticks_before(self, t0: int, t_us: int) -> int:
-        """Number of unemitted ticks that end at or before ``t_us``."""
-        return max(0, (t_us - t0) // self.spec.dt_us - self._k_next)
+        Ticks after the last one holding an event are counted, not allocated: a packet that moves time
+        forward by seconds costs what its events cost.
+        """
+        if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE or events.ndim != 1:
+            events = as_events(events)
+        st = self._st
+        if t_end_us is None:
+            st[_ARG_HAS_T_END] = 0
+        else:
+            st[_ARG_HAS_T_END], st[_ARG_T_END] = 1, t_end_us
+        while True:
+            status, a, b = _stream_push(events, st, self._memory, self._xmap, self._ymap_row, self._ring, self._out)
+            if status == _S_OK:
+                return (self._out[:b].reshape(b, *self._frame_shape).copy() if b else self._zero_tick), a - b
+            if status != _S_GROW:
+                self._refuse(status, events, a, b, t_end_us)
+            self._grow(a)
 
     def push(self, events: Events, t_end_us: int | None = None) -> Spikes:
         """Feed one packet (time-sorted, all ``t < t_end_us``); return the ticks it completed."""
-        ticks, zeros = self._push(events, t_end_us, lazy=True)
+        ticks, zeros = self.push_lazy(events, t_end_us)
         if zeros:
             ticks = np.concatenate([ticks, np.zeros((zeros, *self.spec.frame_shape), dtype=np.uint8)])
         return ticks
 
-    def _push(self, events: Events, t_end_us: int | None, *, lazy: bool) -> tuple[Spikes, int]:
-        events = as_events(events)
-        t = events["t"]
-        if t_end_us is not None:
-            t_end_us = int(t_end_us)
-            if t.shape[0] and int(t[-1]) >= t_end_us:
-                msg = (
-                    f"packet: events must be earlier than its t_end_us = {t_end_us} µs, found t = {int(t[-1])} µs;"
-                    " t_end_us is the exclusive end of the time the packet covers"
-                )
-                raise PreprocessError(msg)
-        if t.shape[0] and int(t[0]) < self._t_end:
-            msg = (
-                f"packet: first event at t = {int(t[0])} µs is earlier than a previous packet's t_end_us = "
-                f"{self._t_end} µs; packets must not overlap in time"
-            )
-            raise PreprocessError(msg)
-        # Validate the whole packet first so that a bad packet leaves the carried state untouched.
-        self._state.validate(self.spec, events)
-        self._check_gap(int(t[-1]) if t.shape[0] else None, t_end_us)
-        if self._t0 is None and t.shape[0]:
-            self._t0 = int(t[0])
-        if self._t0 is None:
-            if t_end_us is not None:
-                self._t_end = max(self._t_end, t_end_us)
-            return np.zeros((0, *self.spec.frame_shape), dtype=np.uint8), 0
-        if t.shape[0]:
-            n_needed = (int(t[-1]) - self._t0) // self.spec.dt_us + 1 - self._k_next
-            self._grow(n_needed)
-            self._state.run(self.spec, self._tables, events, self._t0, INT64_MAX, self._k_next, self._pending)
-            self._t_last = max(self._t_last, int(t[-1]))
-        if t_end_us is not None:
-            self._t_end = max(self._t_end, t_end_us)
-        # A tick is complete once no later event can fall in it: events at the last time may still follow.
-        return self._emit_lazy(self._ticks_before(self._t0, max(self._t_last, self._t_end)))
+    def _grow(self, n_ticks: int) -> None:
+        """A packet spans more ticks than the ring holds: re-lay the pending ticks in a larger ring."""
+        cap = self._ring.shape[0]
+        new_cap = 1 << max(2 * cap, int(n_ticks)).bit_length() - 1
+        new_cap = new_cap if new_cap >= n_ticks else 2 * new_cap
+        k_next, k_hi = int(self._st[_K_NEXT]), int(self._st[_K_HI])
+        grown = np.zeros((new_cap, self._frame), dtype=np.uint8)
+        for k in range(k_next, k_hi):
+            grown[k % new_cap] = self._ring[k % cap]
+        self._ring, self._out = grown, np.zeros_like(grown)
 
-    def _check_gap(self, t_last: int | None, t_end_us: int | None) -> None:
-        if self.max_gap_us is None:
-            return
-        known = [v for v in (self._t_last, self._t_end) if v > np.iinfo(np.int64).min]
-        if self._t0 is not None:
-            known.append(self._t0)
-        new = [v for v in (t_last, t_end_us) if v is not None]
-        if not known or not new:
-            return
-        before, after = max(known), max(new)
-        if after - before > self.max_gap_us:
+    def _refuse(self, status: int, events: Events, a: int, b: int, t_end_us: int | None) -> None:
+        """Raise the PreprocessError for a packet the kernel refused (the carried state is unchanged)."""
+        if status == _S_T_END:
             msg = (
-                f"packet: time jumps by {after - before} µs (from {before} to {after} µs), more than max_gap_us = "
+                f"packet: events must be earlier than its t_end_us = {t_end_us} µs, found t = {a} µs;"
+                " t_end_us is the exclusive end of the time the packet covers"
+            )
+        elif status == _S_OVERLAP:
+            msg = (
+                f"packet: first event at t = {a} µs is earlier than a previous packet's t_end_us = "
+                f"{int(self._st[_T_END])} µs; packets must not overlap in time"
+            )
+        elif status == _S_GAP:
+            msg = (
+                f"packet: time jumps by {b - a} µs (from {a} to {b} µs), more than max_gap_us = "
                 f"{self.max_gap_us}; the sender's clock jumped or the stream paused: start a new StreamPreprocessor"
                 " (or pass max_gap_us=None to emit every empty tick)"
             )
-            raise PreprocessError(msg)
+        else:
+            state = _State(self.spec)
+            state.t_prev, state.n_seen = int(self._st[_T_PREV]), int(self._st[_N_SEEN])
+            state.validate(self.spec, events)  # raises, naming the event
+            msg = f"packet: event {a} refused"  # pragma: no cover - validate names it first
+        raise PreprocessError(msg)
 
     def flush(self) -> Spikes:
         """Return the remaining ticks, through the one holding the last event or ending at the last ``t_end_us``."""
-        if self._t0 is None:
+        st = self._st
+        if not st[_T0_KNOWN]:
             return np.zeros((0, *self.spec.frame_shape), dtype=np.uint8)
-        t_seen = max(self._t_last + 1 if self._t_last > np.iinfo(np.int64).min else self._t0, self._t_end)
-        n_total = max(0, -((self._t0 - t_seen) // self.spec.dt_us))
-        return self._emit(max(0, n_total - self._k_next))
+        t0 = int(st[_T0])
+        t_seen = max(int(st[_T_LAST]) + 1 if st[_T_LAST] > _INT64_MIN else t0, int(st[_T_END]))
+        n = max(0, -((t0 - t_seen) // self.spec.dt_us) - int(st[_K_NEXT]))
+        held = _drain(st, self._ring, self._out, n)
+        out = np.zeros((n, *self.spec.frame_shape), dtype=np.uint8)
+        out[:held] = self._out[:held].reshape(held, *self.spec.frame_shape)
+        return out
 
 
 def warm_up(sensor_size: tuple[int, int] = (128, 128)) -> float:
