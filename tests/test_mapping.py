@@ -117,3 +117,47 @@ def test_map_command_json(tmp_path, capsys) -> None:  # type: ignore[no-untyped-
     assert cli([str(model), "--json", "--png", str(tmp_path / "m.png")]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["pes_available"] == 148 and data["populations"][0]["name"] == "input"
+
+
+def test_fan_out_counts_stored_synapses_per_source_neuron() -> None:
+    """Dense fan-out is the non-zero weights of each source row; a conv's totals equal its non-zero taps x valid positions."""
+    from s2gesture.models.mapping import fan_out
+
+    net = translate(paper_gesture_graph(0), ChipOptions())
+    by = {(p.source, p.target): p for p in net.projections}
+    fc2 = next(p for (s, _t), p in by.items() if p.kind == "dense" and net.populations[s].n == 256)
+    assert np.array_equal(fan_out(fc2), (fc2.weight != 0).sum(axis=1))
+    conv1 = next(p for (s, _t), p in by.items() if s == net.input_name)
+    fan = fan_out(conv1)
+    # brute force: every output position and tap that lands on an input pixel, for non-zero weights
+    c_in, _c_out, kh, kw = conv1.weight.shape
+    _, h, w = conv1.src_shape
+    _, ho, wo = conv1.out_shape
+    brute = np.zeros((c_in, h, w), dtype=np.int64)
+    nz = (conv1.weight != 0).sum(axis=1)
+    for oy in range(ho):
+        for ox in range(wo):
+            for ky in range(kh):
+                for kx in range(kw):
+                    iy, ix = oy * conv1.stride[0] - conv1.padding[0] + ky, ox * conv1.stride[1] - conv1.padding[1] + kx
+                    if 0 <= iy < h and 0 <= ix < w:
+                        brute[:, iy, ix] += nz[:, ky, kx]
+    assert np.array_equal(fan, brute.reshape(-1))
+    assert (fan_out(conv1, dense=True) >= fan).all()
+
+
+def test_map_prints_an_energy_estimate_that_grows_with_the_input_rate(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`map` shows the energy model (said to be a model) beside TrueNorth; more input spikes cost more energy."""
+    import json
+
+    model = tmp_path / "tiny.nir"
+    write_tiny_model(model)
+    assert cli([str(model), "--png", str(tmp_path / "m.png")]) == 0
+    out = capsys.readouterr().out
+    assert "a model, not a measurement" in out and "TrueNorth" in out
+    energies = []
+    for rate in ("10", "100"):
+        assert cli([str(model), "--json", "--rate", rate, "--png", str(tmp_path / "m.png")]) == 0
+        energies.append(json.loads(capsys.readouterr().out)["energy_per_window"])
+    assert energies[1]["dynamic_j"] > energies[0]["dynamic_j"] and energies[1]["baseline_j"] == energies[0]["baseline_j"]
+    assert energies[0]["facts"]["energy_per_cycle_j"]["source"] == "[I]"
