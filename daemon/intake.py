@@ -47,16 +47,14 @@ class Queued:
 
     frames: Sequence[bytes]
     received_ns: int
+    #: bytes of the raw message, and whether it is an end-of-stream marker (never dropped by the live bounds);
+    #: computed once, since the live bounds look at them for every queued message
+    nbytes: int = field(init=False)
+    is_eos: bool = field(init=False)
 
-    @property
-    def is_eos(self) -> bool:
-        """Whether the message is an end-of-stream marker (never dropped by the live bounds)."""
-        return bytes(self.frames[0]).startswith(_EOS_PREFIX)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the raw message."""
-        return sum(len(f) for f in self.frames)
+    def __post_init__(self) -> None:
+        self.nbytes = sum(len(f) for f in self.frames)
+        self.is_eos = bool(self.frames) and bytes(self.frames[0]).startswith(_EOS_PREFIX)
 
 
 @dataclass
@@ -82,6 +80,8 @@ class Intake:
         #: lossless: a message of a new stream waiting for a free stream slot
         self.held: tuple[str, Queued] | None = None
         self._ring: deque[str] = deque()
+        #: streams forgotten to make room so far (the service drops their sessions when this changes)
+        self.forgotten = 0
 
     # --------------------------------------------------------------------------------------- admission
 
@@ -95,6 +95,7 @@ class Intake:
             if not idle:
                 return False
             self.forget(min(idle, key=lambda s: self.streams[s].last_message_s))
+            self.forgotten += 1
         self.streams[stream] = StreamQueue(last_message_s=now_s)
         return True
 

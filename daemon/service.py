@@ -58,6 +58,7 @@ class Service:
                          i.max_queued_events * BYTES_PER_EVENT, i.max_streams)
         )
         self.sessions: dict[str, StreamSession] = {}
+        self._forgotten_seen = 0
         self.supervisor = self._supervisor(config)
         self.publisher = Publisher(None)
         self.e2e = LatencyWindow()
@@ -280,6 +281,9 @@ class Service:
         return True
 
     def _drop_forgotten_sessions(self) -> None:
+        if self.intake.forgotten == self._forgotten_seen:
+            return
+        self._forgotten_seen = self.intake.forgotten
         for stream in [s for s in self.sessions if s not in self.intake.streams]:
             self.sessions.pop(stream)
             self._drop_log.forget(stream)
