@@ -37,10 +37,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_daemon import fuzz_run  # noqa: E402
-from daemon_helpers import random_events, recording_frames, start_daemon  # noqa: E402
+from daemon_helpers import interleave, lamp_events, random_events, recording_frames, start_daemon  # noqa: E402
 
 from s2gesture.daemon import wire  # noqa: E402
-from s2gesture.daemon.events import EVENT_DTYPE  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "daemon_core.md"
 MODEL = ROOT / "models" / "pretrained" / "psnn_int8.nir"
@@ -92,21 +91,6 @@ def latest_status(d: Any, settle_s: float = 0.5) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- lamp
-
-
-def lamp_events(n: int, seed: int, duration_us: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    ev = np.empty(n, dtype=EVENT_DTYPE)
-    ev["x"], ev["y"], ev["p"] = rng.integers(0, 64, n), rng.integers(0, 64, n), 0
-    ev["t"] = np.sort(rng.integers(0, duration_us, n))
-    return ev
-
-
-def interleave(*streams: list[list[bytes]]) -> list[list[bytes]]:
-    out: list[list[bytes]] = []
-    for i in range(max(len(s) for s in streams)):
-        out += [s[i] for s in streams if i < len(s)]
-    return out
 
 
 def lamp_run(tmp: Path, env: dict[str, str], seconds: float) -> dict[str, Any]:

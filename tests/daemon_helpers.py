@@ -26,8 +26,8 @@ import zmq
 
 from s2gesture.daemon import wire
 from s2gesture.daemon.events import EVENT_DTYPE
+from s2gesture.daemon.testing import RunningDaemon, run_daemon
 from s2gesture.daemon.testing import daemon_command as daemon_command  # re-exported for the tests
-from s2gesture.daemon.testing import run_daemon
 
 Predicate = Callable[[str, dict[str, Any]], bool]
 
@@ -50,6 +50,23 @@ def random_events(
     ev["p"] = rng.integers(0, 2, n).astype(bool)
     ev["t"] = t0_us + np.sort(rng.integers(0, duration_us, n))
     return ev
+
+
+def lamp_events(n: int, *, seed: int, duration_us: int) -> np.ndarray:
+    """A flickering lamp: ``n`` OFF events in the top-left 64x64 quadrant of a 128x128 camera (valid, dense)."""
+    rng = np.random.default_rng(seed)
+    ev = np.empty(n, dtype=EVENT_DTYPE)
+    ev["x"], ev["y"], ev["p"] = rng.integers(0, 64, n), rng.integers(0, 64, n), 0
+    ev["t"] = np.sort(rng.integers(0, duration_us, n))
+    return ev
+
+
+def interleave(*streams: list[list[bytes]]) -> list[list[bytes]]:
+    """The messages of several streams in turn, as cameras sending at once would."""
+    out: list[list[bytes]] = []
+    for i in range(max(len(s) for s in streams)):
+        out += [s[i] for s in streams if i < len(s)]
+    return out
 
 
 def recording_frames(
@@ -187,11 +204,7 @@ class DaemonProcess:
 
     def log_tail(self, n: int = 40) -> str:
         """The last lines of the daemon's stdout+stderr."""
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-n:])
+        return RunningDaemon(self.proc, self.input_endpoint, self.output_endpoint, self.log_path).log_tail(n)
 
     def close(self) -> None:
         """Stop the daemon if still running and close the sockets (linger 0)."""

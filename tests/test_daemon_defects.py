@@ -14,30 +14,21 @@ from typing import Any
 
 import numpy as np
 import pytest
-from daemon_helpers import daemon_command, free_tcp_port, random_events, recording_frames, start_daemon
+from daemon_helpers import (
+    daemon_command,
+    free_tcp_port,
+    interleave,
+    lamp_events,
+    random_events,
+    recording_frames,
+    start_daemon,
+)
 
 from s2gesture.daemon import wire
-from s2gesture.daemon.events import EVENT_DTYPE
 from s2gesture.daemon.pipeline import default_model_path
 from s2gesture.daemon.testing import write_tiny_model
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _lamp(n: int, *, seed: int, duration_us: int) -> np.ndarray:
-    """A flickering lamp: ``n`` OFF events in one 64x64 quadrant of a 128x128 camera."""
-    rng = np.random.default_rng(seed)
-    ev = np.empty(n, dtype=EVENT_DTYPE)
-    ev["x"], ev["y"], ev["p"] = rng.integers(0, 64, n), rng.integers(0, 64, n), 0
-    ev["t"] = np.sort(rng.integers(0, duration_us, n))
-    return ev
-
-
-def _interleave(*streams: list[list[bytes]]) -> list[list[bytes]]:
-    out: list[list[bytes]] = []
-    for i in range(max(len(s) for s in streams)):
-        out += [s[i] for s in streams if i < len(s)]
-    return out
 
 
 def _preds(messages: list[tuple[str, dict[str, Any]]], stream: str) -> list[tuple[int, int, list[float]]]:
@@ -48,14 +39,14 @@ def test_a_lamp_next_to_a_normal_camera_never_degrades_and_leaves_it_untouched(t
     """10 s of a 200 k events/s lamp beside a normal camera: always ready, both predicted, normal preds as alone."""
     duration = 10_000_000
     normal = random_events(150_000, seed=11, duration_us=duration)
-    lamp = _lamp(2_000_000, seed=12, duration_us=duration)
+    lamp = lamp_events(2_000_000, seed=12, duration_us=duration)
     with start_daemon(tmp_path, default_model_path(), mode="lossless", transport="ipc", timeout_s=60) as d:
         sender = d.sender()
         d.send_all(sender, list(recording_frames("alone", normal, 128, 128, packet_us=5_000)))
         alone: list[tuple[str, dict[str, Any]]] = []
         while not (alone and alone[-1][0] == "s2g/v1/gesture/alone/" and alone[-1][1]["final"]):
             alone.append(d.recv(timeout_s=60))
-        both = _interleave(
+        both = interleave(
             list(recording_frames("normal", normal, 128, 128, packet_us=5_000)),
             list(recording_frames("lamp", lamp, 128, 128, packet_us=5_000)),
         )
@@ -116,7 +107,7 @@ def test_live_overload_keeps_latency_within_the_lag_bound(tmp_path: Path) -> Non
         sender = d.sender()
         streams = [list(recording_frames(f"o{i}", random_events(200_000, seed=i, duration_us=4_000_000), 128, 128,
                                          packet_us=1_000, eos=False)) for i in range(16)]
-        d.send_all(sender, _interleave(*streams))
+        d.send_all(sender, interleave(*streams))
         # every stream flushed (queue empty, segment closed by silence): all that will be published is out
         status = d.wait_status(lambda b: len([k for k in b["streams"] if k.startswith("o")]) == 16
                                and all(s.get("queue", 0) == 0 and s.get("segment") is None
