@@ -189,6 +189,80 @@ def build_runs(src: np.ndarray, tgt: np.ndarray, w: np.ndarray, n_src: int, dtyp
 
 
 @dataclass
+class DenseTable:
+    """The dense formulation of a population's integer input: every synapse, by target block and source octet.
+
+    Block ``b`` covers targets ``tgt[b] .. tgt[b]+BLOCK-1``; it reads source octets ``octet[ptr[b]:ptr[b+1]]``
+    (sources ``8*o .. 8*o+7``), and for octet entry ``k`` the BLOCK sums of the spiking subset's weights
+    are ``table[tab[k] + BLOCK*mask :]`` (256 masks). Distinct octet weight matrices are stored once (a
+    conv's kernel slices), which is what keeps the table in cache.
+    """
+
+    ptr: np.ndarray
+    tgt: np.ndarray
+    octet: np.ndarray
+    tab: np.ndarray
+    table: np.ndarray
+
+    @property
+    def pairs(self) -> int:
+        """(source octet, target block) pairs: the work of one tick, whatever the activity."""
+        return int(self.octet.size)
+
+
+#: the dense formulation is planned only when its subset-sum tables fit in this many bytes (about a
+#: core's L2 share): beyond, every table load would come from memory
+DENSE_TABLE_BYTES = 512 * 1024
+
+#: _SUBSETS[m, k] = bit k of m: the 256 subsets of an octet
+_SUBSETS = ((np.arange(256)[:, None] >> np.arange(8)[None, :]) & 1).astype(np.int64)
+
+
+def dense_table(src: np.ndarray, tgt: np.ndarray, w: np.ndarray, n_tgt: int, dtype: Any) -> DenseTable | None:
+    """Subset-sum tables for synapses in internal indices; None when they would not fit DENSE_TABLE_BYTES."""
+    blk, lane = tgt // BLOCK, tgt % BLOCK
+    octet, bit = src // 8, src % 8
+    n_oct = int(octet.max(initial=0)) + 1
+    uniq, pair_of = np.unique(blk * n_oct + octet, return_inverse=True)
+    mats = np.zeros((uniq.size, 8, BLOCK), dtype=np.int64)
+    np.add.at(mats, (pair_of, bit, lane), w.astype(np.int64))
+    distinct, mat_of_pair = np.unique(mats.reshape(uniq.size, -1), axis=0, return_inverse=True)
+    if distinct.shape[0] * 256 * BLOCK * np.dtype(dtype).itemsize > DENSE_TABLE_BYTES:
+        return None
+    # sums of subsets of one target's weights stay within the fan-in bound the accumulator holds
+    sums = np.einsum("mk,dkl->dml", _SUBSETS, distinct.reshape(-1, 8, BLOCK))
+    n_blocks = -(-n_tgt // BLOCK)
+    ptr = np.zeros(n_blocks + 1, dtype=np.int64)
+    np.cumsum(np.bincount(uniq // n_oct, minlength=n_blocks), out=ptr[1:])
+    # tables 8 KiB apart would all map their mask-0 rows to one L1 set; one cache line of padding
+    # per table spreads them (the mask-0 row is the one a quiet octet reads every tick)
+    stride = 256 * BLOCK + 64 // np.dtype(dtype).itemsize
+    table = aligned_zeros(distinct.shape[0] * stride, dtype)  # BLOCK-wide loads never split a cache line
+    table.reshape(-1, stride)[:, : 256 * BLOCK] = sums.reshape(distinct.shape[0], -1)
+    return DenseTable(
+        ptr, (np.arange(n_blocks) * BLOCK).astype(np.int64), (uniq % n_oct).astype(np.int32),
+        (mat_of_pair.ravel() * stride).astype(np.int64), table,
+    )
+
+
+def source_groups(runs: SynapseRuns) -> np.ndarray:
+    """Per source, an id shared by exactly the sources whose synapses hit the same target blocks."""
+    ptr, blocks, _ = runs.blocks
+    targets = blocks[0::2]
+    ids: dict[bytes, int] = {}
+    group = np.empty(ptr.size - 1, dtype=np.int64)
+    for j in range(ptr.size - 1):
+        group[j] = ids.setdefault(targets[ptr[j] : ptr[j + 1]].tobytes(), len(ids))
+    return group
+
+
+#: the grouped scatter pays off when sources share target blocks in groups at least this large on
+#: average (measured by benchmarks/measure_crossover.py: conv input positions of 16 channels gain 2x,
+#: the 2 polarities of a DVS pixel, 1024 sources apart, lose)
+GROUPED_MIN_SOURCES = 8
+
+
+@dataclass
 class PlannedPopulation:
     """A population prepared for the fast path: layout, parameters in layout order, incoming runs.
 
@@ -206,6 +280,12 @@ class PlannedPopulation:
     runs_neg: SynapseRuns
     #: integer type of the synaptic-input accumulator (and of the stored weights)
     acc_dtype: np.dtype
+    #: per combined source: id of its target-block sequence (sources with one id hit the same blocks)
+    group: np.ndarray
+    #: whether the grouped scatter (several spikes of one group summed in registers) pays off here
+    grouped: bool
+    #: dense formulation (single-source, one-table models): per target block the synapses feeding it
+    dense: DenseTable | None
 
 
 def plan_network(net: ChipNetwork) -> dict[str, PlannedPopulation]:
@@ -239,6 +319,7 @@ def plan_network(net: ChipNetwork) -> dict[str, PlannedPopulation]:
         s_all = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
         t_all = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
         w_all = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int32)
+        dense = None
         if pop.neuron.split_sign:
             pos, neg = w_all > 0, w_all < 0
             runs = build_runs(s_all[pos], t_all[pos], w_all[pos], total, acc_dtype)
@@ -246,7 +327,13 @@ def plan_network(net: ChipNetwork) -> dict[str, PlannedPopulation]:
         else:
             runs = build_runs(s_all, t_all, w_all, total, acc_dtype)
             runs_neg = build_runs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32), total, acc_dtype)
-        plans[name] = PlannedPopulation(pop, orders[name], params, sources, tuple(offsets), runs, runs_neg, acc_dtype)
+            if len(sources) == 1 and s_all.size:  # the dense path reads one source's spike rows
+                dense = dense_table(s_all, t_all, w_all, pop.n, acc_dtype)
+        group = source_groups(runs)
+        grouped = bool(group.size) and group.size >= GROUPED_MIN_SOURCES * (int(group.max()) + 1)
+        plans[name] = PlannedPopulation(
+            pop, orders[name], params, sources, tuple(offsets), runs, runs_neg, acc_dtype, group, grouped, dense,
+        )
     return plans
 
 
@@ -285,14 +372,74 @@ def merge_lists(lists: list[tuple[np.ndarray, np.ndarray]], offsets: tuple[int, 
     return idx[order].astype(np.int32), ptr
 
 
+#: measured cost of the integer-input formulations, relative to one block add of the plain scatter
+#: (benchmarks/measure_crossover.py on the bundled model; docs/emulator.md): a grouped-scatter block
+#: and one (source, target block) pair of the dense formulation
+COST_GROUPED_BLOCK = 0.6
+COST_DENSE_PAIR = 0.95
+
+#: ``synaptic_input`` option values: choose per layer and chunk, or force one formulation (tests, benchmarks)
+SYNAPTIC_INPUT = ("auto", "scatter", "dense")
+
+
+def choose_mode(plan: PlannedPopulation, ptr: np.ndarray, forced: str) -> int:
+    """The integer-input formulation for one layer and chunk: kernels.SCATTER, SCATTER_GROUPED or DENSE.
+
+    Event driven costs (blocks the chunk's spikes add) x (cost per block); dense costs (ticks with any
+    input) x (synapse pairs per tick) x (cost per pair), whatever the activity. Both are exact, so the
+    choice changes only the time.
+    """
+    scatter = 1 if plan.grouped else 0
+    if plan.dense is None or forced == "scatter":
+        return scatter
+    if forced == "dense":
+        return 2
+    n_spikes = int(ptr[-1] - ptr[0])
+    if n_spikes == 0:
+        return scatter
+    blocks_per_source = plan.runs.blocks[0][-1] / max(1, plan.runs.src_ptr.size - 1)
+    scatter_cost = n_spikes * blocks_per_source * (COST_GROUPED_BLOCK if plan.grouped else 1.0)
+    active_ticks = int(np.count_nonzero(ptr[1:] != ptr[:-1]))
+    dense_cost = active_ticks * plan.dense.pairs * COST_DENSE_PAIR
+    return 2 if dense_cost < scatter_cost else scatter
+
+
+@dataclass
+class Workspace:
+    """One population's buffers for a chunk length, reused across chunks (fresh pages cost page faults)."""
+
+    spk: np.ndarray
+    out_idx: np.ndarray
+    out_ptr: np.ndarray
+    v: np.ndarray
+    v_out: np.ndarray
+    acc: np.ndarray
+    acc_neg: np.ndarray
+
+
+def _workspace(plan: PlannedPopulation, ticks: int) -> Workspace:
+    n = plan.pop.n
+    split = plan.pop.neuron is not None and plan.pop.neuron.split_sign
+    return Workspace(
+        # rows padded to whole 64-bit words so the spike-list pass can skip 8 silent neurons at once
+        np.zeros((ticks, -(-n // 8) * 8), dtype=np.uint8),
+        np.empty(ticks * n + 8, dtype=np.int32),
+        np.zeros(ticks + 1, dtype=np.int64),
+        np.zeros(n, dtype=np.float32),
+        np.zeros((1, n), dtype=np.float32),
+        aligned_zeros(n + BLOCK, plan.acc_dtype),
+        aligned_zeros(n + BLOCK, plan.acc_dtype) if split else aligned_zeros(0, plan.acc_dtype),
+    )
+
+
 def run_fast(
     net: ChipNetwork, plans: dict[str, PlannedPopulation], spikes: np.ndarray, record: tuple[str, ...],
-    workspace: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] | None = None,
+    workspace: dict[tuple[str, int], Any] | None = None, synaptic_input: str = "auto",
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int, int]:
     """Layer-by-layer chunk; returns (spikes by population in NIR order, voltages, ticks, synaptic events).
 
-    ``workspace`` keeps the per-population spike and spike-list buffers between calls (fresh pages cost
-    page faults worth a layer's compute); pass it only when the caller copies what it keeps.
+    ``workspace`` keeps every per-population buffer between calls, so a chunk allocates nothing but its
+    results; pass it only when the caller copies what it keeps.
     """
     k = _kernels()
     opts = net.options
@@ -306,15 +453,22 @@ def run_fast(
         inp[:, :n_in] = flat
     else:
         inp = flat
-    in_idx = np.empty(T * n_in + 8, dtype=np.int32)
-    in_ptr = np.zeros(ticks + 1, dtype=np.int64)
+    key = (net.input_name, ticks)
+    if workspace is not None and key in workspace:
+        in_idx, in_ptr = workspace[key]
+    else:
+        in_idx, in_ptr = np.empty(T * n_in + 8, dtype=np.int32), np.zeros(ticks + 1, dtype=np.int64)
+        if workspace is not None:
+            workspace[key] = (in_idx, in_ptr)
     k["lists_of"](inp, n_in, in_idx, in_ptr[: T + 1])
     in_ptr[T + 1 :] = in_ptr[T]  # the drain ticks carry no input
     lists = {net.input_name: (in_idx[: in_ptr[-1]], in_ptr)}
+    rows = {net.input_name: inp}
     internal: dict[str, np.ndarray] = {}
     record_v = "v" in record
     events = 0
     voltages: dict[str, np.ndarray] = {}
+    modes: dict[str, int] = {}
     if net.feedforward_order is None:
         msg = "run_fast needs a feed-forward graph; recurrent graphs run the per-tick path"
         raise BackendError(msg)
@@ -323,36 +477,43 @@ def run_fast(
             continue
         plan = plans[name]
         n = plan.pop.n
-        # rows padded to whole 64-bit words so the spike-list pass can skip 8 silent neurons at once
         if workspace is not None and (name, ticks) in workspace:
-            spk, out_idx = workspace[(name, ticks)]  # every row is fully rewritten by the kernel
+            ws = workspace[(name, ticks)]  # every row is fully rewritten by the kernel
         else:
-            spk = np.zeros((ticks, -(-n // 8) * 8), dtype=np.uint8)
-            out_idx = np.empty(ticks * n + 8, dtype=np.int32)
+            ws = _workspace(plan, ticks)
             if workspace is not None:
-                if len(workspace) > 4 * len(plans):  # chunk lengths vary: keep a few, not every one
+                if len(workspace) > 4 * (len(plans) + 1):  # chunk lengths vary: keep a few, not every one
                     workspace.clear()
-                workspace[(name, ticks)] = (spk, out_idx)
-        v_out = np.zeros((ticks, n) if record_v else (1, n), dtype=np.float32)
-        out_ptr = np.zeros(ticks + 1, dtype=np.int64)
+                workspace[(name, ticks)] = ws
+        v_out = np.zeros((ticks, n), dtype=np.float32) if record_v else ws.v_out
         idx, ptr = merge_lists([lists[s] for s in plan.sources], plan.offsets, ticks)
-        r, q = plan.runs, plan.runs_neg
         neuron = plan.pop.neuron
         if neuron is None:  # plan_network plans neuron populations only
             msg = f"population {name!r} has no neuron model"
             raise BackendError(msg)
+        mode = choose_mode(plan, ptr, synaptic_input)
+        modes[name] = mode
+        r, q = plan.runs, plan.runs_neg
+        d = plan.dense
         layer = Layer(
-            idx, ptr, shift, r.blocks, r.wflat, aligned_zeros(n + BLOCK, plan.acc_dtype),
-            q.blocks, q.wflat, aligned_zeros(n + BLOCK, plan.acc_dtype) if neuron.split_sign else aligned_zeros(0, plan.acc_dtype),
-            plan.params, spk, v_out, record_v, out_idx, out_ptr,
+            idx, ptr, shift, r.blocks, r.wflat, ws.acc, q.blocks, q.wflat, ws.acc_neg,
+            plan.params, ws.spk, v_out, record_v, ws.out_idx, ws.out_ptr,
+            plan.group, mode, rows[plan.sources[0]] if d is not None else inp,
+            (d.ptr, d.tgt, d.octet, d.tab, d.table) if d is not None else _no_dense(plan.acc_dtype), ws.v,
         )
         events += neuron.launch(k[neuron.kernel], layer, opts)
-        lists[name] = (out_idx[: out_ptr[-1]], out_ptr)
-        internal[name] = spk[:, :n]
+        lists[name] = (ws.out_idx[: ws.out_ptr[-1]], ws.out_ptr)
+        rows[name] = ws.spk
+        internal[name] = ws.spk[:, :n]
         if record_v:
             voltages[name] = to_nir_order(plan, v_out)
     out = LazyOrder({name: (plans[name], internal[name]) for name in plans})
     return out, voltages, ticks, int(events)  # type: ignore[return-value]
+
+
+def _no_dense(dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """An empty dense table of accumulator type ``dtype`` (the kernel is typed for every path)."""
+    return (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(256 * BLOCK, dtype))
 
 
 class LazyOrder(Mapping[str, np.ndarray]):
@@ -397,11 +558,17 @@ class EmulatorBackend(TranslatedBackend):
     name = "emulator"
 
     def __init__(self, **options: Any) -> None:
-        super().__init__(options)
+        super().__init__(options, {"synaptic_input": "auto"})
+        if self.own["synaptic_input"] not in SYNAPTIC_INPUT:
+            msg = (
+                f"backend 'emulator': option synaptic_input must be one of {', '.join(SYNAPTIC_INPUT)}, found "
+                f"{self.own['synaptic_input']!r}; 'auto' chooses the faster exact formulation per layer and chunk"
+            )
+            raise BackendError(msg)
         self.plans: dict[str, PlannedPopulation] = {}
         #: synaptic events of the last run (sum over projections of targets hit per source spike)
         self.last_events = 0
-        self._workspace: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._workspace: dict[tuple[str, int], Any] = {}
 
     def load(self, graph: Any) -> Any:
         """Translate, map and prepare ``graph``; returns its MappingReport."""
@@ -417,7 +584,9 @@ class EmulatorBackend(TranslatedBackend):
         else:
             # buffers are reused only when no hidden spikes leave this call (the output is copied below)
             workspace = None if "spikes" in record else self._workspace
-            all_spikes, voltages, ticks, self.last_events = run_fast(net, self.plans, spikes, record, workspace)
+            all_spikes, voltages, ticks, self.last_events = run_fast(
+                net, self.plans, spikes, record, workspace, self.own["synaptic_input"],
+            )
         out = np.concatenate([all_spikes[n] for n in net.output_names], axis=1)
         return RunResult(out, all_spikes if "spikes" in record else {}, voltages, ticks)
 

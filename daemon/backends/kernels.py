@@ -83,6 +83,147 @@ def add_spikes(acc, idx, lo, hi, block_ptr, blocks, syn_count, wflat):  # pragma
     return events
 
 
+def _add_blocks_of(k: int) -> Any:
+    """Intrinsic ``acc[a0 : a0+BLOCK] += w[w0 : w0+BLOCK] + ... + w[w{k-1} : ...]``: k weight blocks, one store."""
+
+    @intrinsic
+    def add_blocks(typingctx, acc, a0, w, w0, w1, w2, w3):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+        if not (isinstance(acc, types.Array) and isinstance(w, types.Array) and acc.dtype == w.dtype and isinstance(acc.dtype, types.Integer)):
+            return None
+        sig = types.void(acc, a0, w, w0, w1, w2, w3)
+
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            acc_arr = context.make_array(signature.args[0])(context, builder, args[0])
+            w_arr = context.make_array(signature.args[2])(context, builder, args[2])
+            vec = ir.VectorType(context.get_data_type(signature.args[0].dtype), BLOCK)
+            pa = builder.bitcast(builder.gep(acc_arr.data, [args[1]]), vec.as_pointer())
+            total = None
+            for w_off in args[3 : 3 + k]:
+                x = builder.load(builder.bitcast(builder.gep(w_arr.data, [w_off]), vec.as_pointer()), align=1)
+                total = x if total is None else builder.add(total, x)
+            builder.store(builder.add(builder.load(pa, align=1), total), pa, align=1)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return add_blocks
+
+
+add_blocks2 = _add_blocks_of(2)
+add_blocks4 = _add_blocks_of(4)
+
+
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def add_spikes_grouped(acc, idx, lo, hi, block_ptr, blocks, group, syn_count, wflat):  # pragma: no cover - compiled
+    # add_spikes for tables where many sources share one target sequence (``group``: same id = same
+    # targets in the same blocks, e.g. every channel of one conv input position, or all sources of a
+    # dense layer): up to 4 consecutive spikes of one group are summed in registers and stored once.
+    # That cuts the load-add-store chains through the same accumulator blocks, which bound the plain
+    # scatter (each spike of a position hits the blocks its predecessor just stored). Integer adds are
+    # exact in any order, and a partial sum of one target's weights never exceeds the bound the
+    # accumulator type was chosen for.
+    events = 0
+    one = np.uint64(1)
+    two = np.uint64(2)
+    q = lo
+    while q < hi:
+        j = np.uint64(idx[q])
+        b0 = np.uint64(block_ptr[j])
+        b1 = np.uint64(block_ptr[j + one])
+        g = group[j]
+        if q + 3 < hi and group[idx[q + 1]] == g and group[idx[q + 2]] == g and group[idx[q + 3]] == g:
+            j1, j2, j3 = np.uint64(idx[q + 1]), np.uint64(idx[q + 2]), np.uint64(idx[q + 3])
+            d1 = np.uint64(block_ptr[j1]) - b0
+            d2 = np.uint64(block_ptr[j2]) - b0
+            d3 = np.uint64(block_ptr[j3]) - b0
+            for b in range(b0, b1):
+                add_blocks4(
+                    acc, np.uint64(blocks[two * b]), wflat, np.uint64(blocks[two * b + one]),
+                    np.uint64(blocks[two * (b + d1) + one]), np.uint64(blocks[two * (b + d2) + one]),
+                    np.uint64(blocks[two * (b + d3) + one]),
+                )
+            events += syn_count[j] + syn_count[j1] + syn_count[j2] + syn_count[j3]
+            q += 4
+        elif q + 1 < hi and group[idx[q + 1]] == g:
+            j1 = np.uint64(idx[q + 1])
+            d1 = np.uint64(block_ptr[j1]) - b0
+            for b in range(b0, b1):
+                w0 = np.uint64(blocks[two * b + one])
+                add_blocks2(acc, np.uint64(blocks[two * b]), wflat, w0, np.uint64(blocks[two * (b + d1) + one]), w0, w0)
+            events += syn_count[j] + syn_count[j1]
+            q += 2
+        else:
+            for b in range(b0, b1):
+                add_block(acc, np.uint64(blocks[two * b]), wflat, np.uint64(blocks[two * b + one]))
+            events += syn_count[j]
+            q += 1
+    return events
+
+
+@intrinsic
+def gather_octets(typingctx, acc, a0, table, row, octet, tab, lo, hi):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """``acc[a0 : a0+BLOCK] = sum over k in [lo, hi) of table[tab[k] + BLOCK * mask_k]``.
+
+    The dense formulation of one target block: ``mask_k`` is the 8-bit spike mask of source octet
+    ``octet[k]`` (8 spike bytes of ``row`` gathered into 8 bits by one multiply, as in ``compact``) and
+    ``table[tab[k]:]`` holds, for each of the 256 masks, the BLOCK sums of those 8 sources' weights to
+    the block's targets. So 8 sources cost one table load and one vector add, spiking or not, and the
+    sum stays in a register until the one store. An LLVM loop: numba has no vector type to carry.
+    """
+    if not (isinstance(acc, types.Array) and isinstance(table, types.Array) and acc.dtype == table.dtype and isinstance(acc.dtype, types.Integer)):
+        return None
+    sig = types.void(acc, a0, table, row, octet, tab, lo, hi)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        from numba.core import cgutils
+
+        acc_v, a0_v, tbl_v, row_v, oct_v, tab_v, lo_v, hi_v = args
+        lane = context.get_data_type(signature.args[0].dtype)
+        vec = ir.VectorType(lane, BLOCK)
+        i64 = ir.IntType(64)
+        acc_arr = context.make_array(signature.args[0])(context, builder, acc_v)
+        tbl_arr = context.make_array(signature.args[2])(context, builder, tbl_v)
+        row_arr = context.make_array(signature.args[3])(context, builder, row_v)
+        oct_arr = context.make_array(signature.args[4])(context, builder, oct_v)
+        tab_arr = context.make_array(signature.args[5])(context, builder, tab_v)
+        lo64 = context.cast(builder, lo_v, signature.args[6], types.int64)
+        hi64 = context.cast(builder, hi_v, signature.args[7], types.int64)
+
+        def load_index(arr, k):  # type: ignore[no-untyped-def]
+            x = builder.load(builder.gep(arr.data, [k]))
+            return builder.sext(x, i64) if x.type.width < 64 else x
+
+        total = cgutils.alloca_once_value(builder, ir.Constant(vec, None))  # promoted to a register by LLVM
+        with cgutils.for_range_slice(builder, lo64, hi64, ir.Constant(i64, 1), intp=i64) as (k, _):
+            byte0 = builder.gep(row_arr.data, [builder.mul(load_index(oct_arr, k), ir.Constant(i64, 8))])
+            word = builder.load(builder.bitcast(byte0, i64.as_pointer()), align=1)
+            mask = builder.lshr(builder.mul(word, ir.Constant(i64, 0x0102040810204080)), ir.Constant(i64, 56))
+            at = builder.add(load_index(tab_arr, k), builder.mul(mask, ir.Constant(i64, BLOCK)))
+            wv = builder.load(builder.bitcast(builder.gep(tbl_arr.data, [at]), vec.as_pointer()), align=1)
+            builder.store(builder.add(builder.load(total), wv), total)
+        pa = builder.bitcast(builder.gep(acc_arr.data, [a0_v]), vec.as_pointer())
+        builder.store(builder.load(total), pa, align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def gather_tick(acc, row, g_ptr, g_tgt, g_oct, g_tab, table):  # pragma: no cover - compiled
+    # one tick's integer input in the dense formulation: every target block from every source octet
+    for b in range(g_tgt.size):
+        gather_octets(acc, np.uint64(g_tgt[b]), table, row, g_oct, g_tab, g_ptr[b], g_ptr[b + 1])
+
+
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def count_events(idx, lo, hi, syn_count):  # pragma: no cover - compiled
+    # synaptic events of a tick's spikes (the dense formulation evaluates every synapse; the chip counts hits)
+    events = 0
+    for q in range(lo, hi):
+        events += syn_count[idx[q]]
+    return events
+
+
 @intrinsic
 def store_offsets8(typingctx, out, c, tbl, m, base):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     """``out[c : c+8] = tbl[8*m : 8*m+8] + base`` as one SIMD load/add/store of 8 int32."""
@@ -151,47 +292,83 @@ def lists_of(spk, n, out_idx, out_ptr):  # pragma: no cover - compiled
     return c
 
 @nb.njit(cache=True, nogil=True, boundscheck=False)
-def lif_layer(idx, ptr, shift, block_ptr, blocks, syn_count, wflat, acc,
-              alpha, thr, ioff, zero_reset, ge, fma, spk_out, v_out, record_v, out_idx, out_ptr):  # pragma: no cover
-    # per tick: integer input from the sources' spikes of tick t - shift (a row that stays in L1),
-    # then the float32 update of every neuron, then the spike list that the next layer consumes
-    T = spk_out.shape[0]
+def lif_update(acc, v, alpha, thr, ioff, s_t, zero_reset, ge, fma):  # pragma: no cover - compiled
+    # one tick of every neuron; the mode switches are tested once per tick, outside the loops, so each
+    # loop body is branch-free and LLVM vectorises it across neurons (no fastmath: float32 operations
+    # stay separate and in the spec's order, the equivalence tests check every bit)
     n = alpha.size
-    v = np.zeros(n, dtype=np.float32)
     zero = np.float32(0.0)
+    if fma:
+        for i in range(n):
+            x = fma32(alpha[i], v[i], np.float32(acc[i])) + ioff[i]
+            f = (x >= thr[i]) if ge else (x > thr[i])
+            v[i] = (zero if zero_reset else x - thr[i]) if f else x
+            s_t[i] = 1 if f else 0
+    elif ge:
+        if zero_reset:
+            for i in range(n):
+                x = alpha[i] * v[i] + np.float32(acc[i])
+                x = x + ioff[i]
+                f = x >= thr[i]
+                v[i] = zero if f else x
+                s_t[i] = np.uint8(f)
+        else:
+            for i in range(n):
+                x = alpha[i] * v[i] + np.float32(acc[i])
+                x = x + ioff[i]
+                th = thr[i]
+                f = x >= th
+                v[i] = x - th if f else x
+                s_t[i] = np.uint8(f)
+    elif zero_reset:
+        for i in range(n):
+            x = alpha[i] * v[i] + np.float32(acc[i])
+            x = x + ioff[i]
+            f = x > thr[i]
+            v[i] = zero if f else x
+            s_t[i] = np.uint8(f)
+    else:
+        for i in range(n):
+            x = alpha[i] * v[i] + np.float32(acc[i])
+            x = x + ioff[i]
+            th = thr[i]
+            f = x > th
+            v[i] = x - th if f else x
+            s_t[i] = np.uint8(f)
+
+
+#: how a layer's integer input is computed (emulator.py chooses per layer and chunk)
+SCATTER, SCATTER_GROUPED, DENSE = 0, 1, 2
+
+
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def lif_layer(idx, ptr, shift, block_ptr, blocks, syn_count, wflat, acc, group, mode,
+              src_spk, g_ptr, g_tgt, g_oct, g_tab, g_table,
+              alpha, thr, ioff, zero_reset, ge, fma, v, spk_out, v_out, record_v, out_idx, out_ptr):  # pragma: no cover
+    # per tick: integer input from the sources' spikes of tick t - shift (event driven from the spike
+    # list, or dense from the sources' spike rows), then the float32 update of every neuron, then the
+    # spike list that the next layer consumes. ``v`` is the caller's voltage buffer (zeroed here: each
+    # chunk starts from the reset state)
+    T = spk_out.shape[0]
+    v[:] = 0
     events = 0
     c = 0
     for t in range(T):
         acc[:] = 0
         ts = t - shift
-        if ts >= 0:
-            events += add_spikes(acc, idx, ptr[ts], ptr[ts + 1], block_ptr, blocks, syn_count, wflat)
+        if ts >= 0 and ptr[ts + 1] > ptr[ts]:
+            if mode == DENSE:
+                gather_tick(acc, src_spk[ts], g_ptr, g_tgt, g_oct, g_tab, g_table)
+                events += count_events(idx, ptr[ts], ptr[ts + 1], syn_count)
+            elif mode == SCATTER_GROUPED:
+                events += add_spikes_grouped(acc, idx, ptr[ts], ptr[ts + 1], block_ptr, blocks, group, syn_count, wflat)
+            else:
+                events += add_spikes(acc, idx, ptr[ts], ptr[ts + 1], block_ptr, blocks, syn_count, wflat)
         s_t = spk_out[t]
-        if fma:
-            for i in range(n):
-                x = fma32(alpha[i], v[i], np.float32(acc[i])) + ioff[i]
-                f = (x >= thr[i]) if ge else (x > thr[i])
-                v[i] = (zero if zero_reset else x - thr[i]) if f else x
-                s_t[i] = 1 if f else 0
-        elif ge:
-            for i in range(n):
-                x = alpha[i] * v[i] + np.float32(acc[i])
-                x = x + ioff[i]
-                f = x >= thr[i]
-                r = zero if zero_reset else x - thr[i]
-                v[i] = r if f else x
-                s_t[i] = 1 if f else 0
-        else:
-            for i in range(n):
-                x = alpha[i] * v[i] + np.float32(acc[i])
-                x = x + ioff[i]
-                f = x > thr[i]
-                r = zero if zero_reset else x - thr[i]
-                v[i] = r if f else x
-                s_t[i] = 1 if f else 0
+        lif_update(acc, v, alpha, thr, ioff, s_t, zero_reset, ge, fma)
         if record_v:
             v_out[t] = v
-        c = compact(s_t, n, out_idx, c)
+        c = compact(s_t, alpha.size, out_idx, c)
         out_ptr[t + 1] = c
     return events
 
@@ -244,6 +421,10 @@ KERNELS: dict[str, Any] = {
     "fma32": fma32,
     "add_spikes": add_spikes,
     "compact": compact,
+    "add_spikes_grouped": add_spikes_grouped,
+    "gather_tick": gather_tick,
+    "count_events": count_events,
+    "lif_update": lif_update,
     "store_offsets8": store_offsets8,
     "lists_of": lists_of,
     "lif_layer": lif_layer,

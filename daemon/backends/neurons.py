@@ -234,14 +234,25 @@ class Layer(NamedTuple):
     record_v: bool
     out_idx: np.ndarray
     out_ptr: np.ndarray
+    #: per combined source, the id of its target-block sequence (kernels.add_spikes_grouped)
+    group: np.ndarray
+    #: integer-input formulation of this chunk: kernels.SCATTER, SCATTER_GROUPED or DENSE
+    mode: int
+    #: the single source's spike rows ``[ticks, padded n_src]`` and its dense table (ptr, tgt, octet,
+    #: tab, table: emulator.DenseTable), read by the dense formulation
+    src_spk: np.ndarray
+    dense: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    #: voltage buffer ``[n]`` the kernel starts from zero (reused across chunks)
+    v: np.ndarray
 
 
 def _launch_lif(kernel: Callable[..., int], layer: Layer, opts: ChipOptions) -> int:
     p = layer.params
     return kernel(
-        layer.idx, layer.ptr, layer.shift, *layer.runs, layer.wflat, layer.acc,
+        layer.idx, layer.ptr, layer.shift, *layer.runs, layer.wflat, layer.acc, layer.group, layer.mode,
+        layer.src_spk, *layer.dense,
         p["alpha_decay"], p["threshold"], p["i_offset"], opts.reset == "ZERO", opts.threshold_op == ">=", opts.fma,
-        layer.spk, layer.v_out, layer.record_v, layer.out_idx, layer.out_ptr,
+        layer.v, layer.spk, layer.v_out, layer.record_v, layer.out_idx, layer.out_ptr,
     )
 
 
