@@ -20,7 +20,7 @@ from .chunking import ChunkPlan, fit_plan
 from .config import DaemonConfig
 from .decision import DecisionParams
 from .errors import BackendError, ChipMemoryError, ConfigError, ModelCardError, UnsupportedGraphError
-from .preprocess import PreprocessSpec
+from .preprocess import PreprocessSpec, warm_up
 from .streams import SessionRules, make_segment_factory
 from .wire import WireLimits
 
@@ -114,8 +114,11 @@ class Pipeline:
                 ChunkPlan(config.chunking.window_ticks, config.chunking.stride_ticks, config.chunking.min_activity),
                 backend,
             )
-            # one run before READY: compiled kernels load now, not on the first live chunk
+            # one run and one preprocessed packet before READY: compiled kernels load now (a second or
+            # more from numba's cache), not while the first live packets wait in the socket
             backend.run(np.zeros((min(plan.window, 8), *backend.input_shape), dtype=np.uint8), record=())
+            width, height = model.card.input.trained_sensor_size
+            warm_up((int(width), int(height)))
         except BaseException:
             backend.close()
             raise
