@@ -78,29 +78,107 @@ def read_aedat4(
     sensor = (int(info["width"]), int(info["height"]))
     lo = np.iinfo(np.int64).min if t_start_us is None else int(t_start_us)
     hi = np.iinfo(np.int64).max if t_stop_us is None else int(t_stop_us)
-    parts = []
+    direct = _read_uncompressed(path, stream_id, lo, hi)
+    if direct is not None:
+        events, n_packets = direct
+    else:
+        events, n_packets = _read_decoded(path, decoder, stream_id, lo, hi)
+    meta = {"path": str(path), "stream_id": stream_id, "packets": n_packets}
+    return Recording(events, sensor, name=path.stem, meta=meta)
+
+
+def _read_decoded(path: Path, decoder: object, stream_id: int, lo: int, hi: int) -> tuple[Events, int]:
+    """Events through ``aedat``'s decoder (any compression): one compiled pass per decoded packet."""
+    from .fastcopy import AEDAT4_PACKET, copy_aedat4
+
+    # the decoded packets are held (no copy), then one compiled pass each into one output of the
+    # exact size: no per-field masks, no growing buffer
+    raws = []
     n_packets = 0
     try:
-        for packet in decoder:
+        for packet in decoder:  # type: ignore[attr-defined]
             n_packets += 1
-            if packet["stream_id"] != stream_id or "events" not in packet:
-                continue
-            raw = packet["events"]
-            t = raw["t"].astype(np.int64)
-            keep = (t >= lo) & (t < hi)
-            if not keep.any():
-                continue
-            ev = np.empty(int(keep.sum()), dtype=EVENT_DTYPE)
-            ev["x"], ev["y"], ev["p"], ev["t"] = raw["x"][keep], raw["y"][keep], raw["on"][keep], t[keep]
-            parts.append(ev)
+            if packet["stream_id"] == stream_id and "events" in packet:
+                raws.append(packet["events"])
     except Exception as exc:
         msg = f"{path}: packet {n_packets} (after {n_packets - 1} complete packets): field packet: {exc}; file truncated or corrupt"
         raise EventDataError(msg) from exc
-    events = np.concatenate(parts) if parts else np.zeros(0, dtype=EVENT_DTYPE)
-    if events.shape[0] > 1 and np.any(events["t"][1:] < events["t"][:-1]):
-        events = events[np.argsort(events["t"], kind="stable")]
-    meta = {"path": str(path), "stream_id": stream_id, "packets": n_packets}
-    return Recording(events, sensor, name=path.stem, meta=meta)
+    out = np.empty(sum(r.shape[0] for r in raws), dtype=EVENT_DTYPE)
+    pos, t_prev, unsorted = 0, np.iinfo(np.int64).min, False
+    for raw in raws:
+        pos, t_prev, unsorted = copy_aedat4(raw.view(AEDAT4_PACKET), out, pos, lo, hi, t_prev, unsorted)
+    events = out[:pos]
+    return (events[np.argsort(events["t"], kind="stable")] if unsorted else events), n_packets
+
+
+def _fb_field(buf: memoryview, table: int, field: int) -> int:
+    """Absolute offset of FlatBuffer ``field`` of the table at ``table`` (0 when absent)."""
+    vtable = table - struct.unpack_from("<i", buf, table)[0]
+    vt_size = struct.unpack_from("<H", buf, vtable)[0]
+    at = 4 + 2 * field
+    rel = struct.unpack_from("<H", buf, vtable + at)[0] if at + 2 <= vt_size else 0
+    return table + rel if rel else 0
+
+
+def _read_uncompressed(path: Path, stream_id: int, lo: int, hi: int) -> tuple[Events, int] | None:
+    """Events of an uncompressed file straight from its FlatBuffers (memory-mapped), None to use ``aedat``.
+
+    Uncompressed packets hold the events as 16-byte ``Event`` structs in place, so one compiled pass
+    from the mapped file into the output is all the work; ``aedat`` would first build its own arrays.
+    Anything unexpected (compression, a packet that is not an EVTS FlatBuffer) hands over to ``aedat``,
+    which then also names the error.
+    """
+    from .fastcopy import copy_aedat4
+
+    size = path.stat().st_size
+    if size < len(MAGIC) + 4:
+        return None
+    data = np.memmap(path, dtype=np.uint8, mode="r")
+    buf = memoryview(data)  # type: ignore[arg-type]
+    try:
+        (h_len,) = struct.unpack_from("<I", buf, len(MAGIC))
+        h0 = len(MAGIC) + 4
+        header = h0 + struct.unpack_from("<I", buf, h0)[0]
+        f_comp = _fb_field(buf, header, 0)
+        if f_comp and struct.unpack_from("<i", buf, f_comp)[0] != 0:
+            return None
+        f_pos = _fb_field(buf, header, 1)
+        end = struct.unpack_from("<q", buf, f_pos)[0] if f_pos else -1
+        end = end if 0 < end <= size else size  # the file data table (when written) follows the packets
+        pos_file = h0 + h_len
+        slices: list[tuple[int, int]] = []
+        n_packets = 0
+        while pos_file + 8 <= end:
+            sid, p_len = struct.unpack_from("<iI", buf, pos_file)
+            body = pos_file + 8
+            if body + p_len > end:
+                return None
+            n_packets += 1
+            pos_file = body + p_len
+            if sid != stream_id:
+                continue
+            fb = body + 4 if struct.unpack_from("<I", buf, body)[0] == p_len - 4 else body  # size prefix
+            if bytes(buf[fb + 4 : fb + 8]) != b"EVTS":
+                return None
+            f_el = _fb_field(buf, fb + struct.unpack_from("<I", buf, fb)[0], 0)
+            if not f_el:
+                continue
+            vec = f_el + struct.unpack_from("<I", buf, f_el)[0]
+            (n,) = struct.unpack_from("<I", buf, vec)
+            if vec + 4 + 16 * n > body + p_len:
+                return None
+            slices.append((vec + 4, n))
+        if pos_file != end:
+            return None
+    except struct.error:
+        return None
+    out = np.empty(sum(n for _, n in slices), dtype=EVENT_DTYPE)
+    pos, t_prev, unsorted = 0, np.iinfo(np.int64).min, False
+    for start, n in slices:
+        src = data[start : start + 16 * n].view(FB_EVENT)
+        pos, t_prev, unsorted = copy_aedat4(src, out, pos, lo, hi, t_prev, unsorted)
+    events = out[:pos]
+    return (events[np.argsort(events["t"], kind="stable")] if unsorted else events), n_packets
 
 
 def load_recording(path: str | Path, segment: int = 0) -> Recording:
