@@ -66,6 +66,13 @@ def check_events(events: Events, sensor_size: tuple[int, int] | None = None, *, 
         raise EventDataError(msg)
     if events.shape[0] == 0:
         return
+    if events.shape[0] >= _KERNEL_MIN_EVENTS:
+        # one compiled pass over the records: numpy's checks each read a strided field of 13-byte records
+        # and build temporaries, which cost more than decoding the file did
+        width, height = sensor_size if sensor_size is not None else (1 << 16, 1 << 16)
+        bad_t, x_lo, x_hi, y_lo, y_hi = _check_kernel()(events["t"], events["x"], events["y"])
+        if bad_t < 0 and (sensor_size is None or (x_lo >= 0 and x_hi < width and y_lo >= 0 and y_hi < height)):
+            return
     t = events["t"]
     decreasing = np.flatnonzero(t[1:] < t[:-1])
     if decreasing.size:
@@ -86,6 +93,33 @@ def check_events(events: Events, sensor_size: tuple[int, int] | None = None, *, 
                     f"found range [{lo}, {hi}]; pass the recording's real sensor size"
                 )
                 raise EventDataError(msg)
+
+
+#: arrays at least this long are checked by the compiled pass (below it numpy is as fast, and needs no numba)
+_KERNEL_MIN_EVENTS = 100_000
+_KERNEL: list[Any] = []
+
+
+def _check_kernel() -> Any:
+    """(first index where t decreases or -1, min x, max x, min y, max y) in one pass; compiled on first use."""
+    if not _KERNEL:
+        import numba
+
+        @numba.njit(cache=True, nogil=True)  # type: ignore[misc]
+        def check(t: Any, x: Any, y: Any) -> tuple[int, int, int, int, int]:
+            bad = -1
+            x_lo = x_hi = int(x[0])
+            y_lo = y_hi = int(y[0])
+            for i in range(1, t.shape[0]):
+                if bad < 0 and t[i] < t[i - 1]:
+                    bad = i
+                xi, yi = int(x[i]), int(y[i])
+                x_lo, x_hi = min(x_lo, xi), max(x_hi, xi)
+                y_lo, y_hi = min(y_lo, yi), max(y_hi, yi)
+            return bad, x_lo, x_hi, y_lo, y_hi
+
+        _KERNEL.append(check)
+    return _KERNEL[0]
 
 
 def time_window(events: Events, t_start_us: int | None = None, t_stop_us: int | None = None) -> Events:
