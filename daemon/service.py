@@ -10,16 +10,14 @@ One thread owns every socket: the input, its monitor, and a socketpair on which 
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 import zmq
 
-from . import __version__, wire
+from . import wire
 from .card import Model
 from .config import DaemonConfig, is_local_endpoint
 from .errors import ProtocolError
@@ -28,8 +26,10 @@ from .logs import RateLimiter, get_logger, setup_logging
 from .pipeline import Pipeline, default_model_path, load_model
 from .publisher import Publisher
 from .sdnotify import Notifier
+from .signals import SignalPipe
 from .sockets import SocketBindError, Sockets, raise_fd_limit, start_authenticator
-from .streams import Boundary, LatencyWindow, RejectedPacketError, StreamSession, Window
+from .status import Telemetry
+from .streams import Boundary, RejectedPacketError, StreamSession, Window
 from .supervisor import BackendSupervisor
 from .wire import EosPacket, EventPacket
 
@@ -61,16 +61,12 @@ class Service:
         self._forgotten_seen = 0
         self.supervisor = self._supervisor(config)
         self.publisher = Publisher(None)
-        self.e2e = LatencyWindow()
-        self.inference = LatencyWindow()
-        self.totals = {"packets": 0, "events": 0, "connections_refused": 0}
-        self._started = time.monotonic()
+        self.telemetry = Telemetry(config.input.mode)
+        self.e2e, self.inference, self.totals = self.telemetry.e2e, self.telemetry.inference, self.telemetry.totals
         self._stop = False
         self._reload_requested = False
         self._state_override: str | None = None  # "reloading" / "stopping" while those run
         self._drop_log = RateLimiter(config.log.drop_log_interval_s)
-        self._status_snapshot: dict[str, Any] = {}
-        self._rate = (time.monotonic(), 0)
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.sockets: Sockets | None = None
         self._auth: Any = None
@@ -297,30 +293,14 @@ class Service:
 
     def run(self) -> int:
         """Start, serve until SIGTERM/SIGINT, shut down; returns the exit code."""
-        sig_r, sig_w = socket.socketpair()
-        sig_r.setblocking(False)
-        sig_w.setblocking(False)
-        old_handlers = self._install_signals(sig_w)
+        signals = SignalPipe()
         try:
             self._start()
-            self._loop(sig_r)
+            self._loop(signals)
             return 0
         finally:
             self._shutdown()
-            signal.set_wakeup_fd(-1)
-            for signum, handler in old_handlers.items():
-                signal.signal(signum, handler)
-            sig_r.close()
-            sig_w.close()
-
-    def _install_signals(self, sig_w: socket.socket) -> dict[int, Any]:
-        # Handlers do nothing: set_wakeup_fd writes the signal number to the socketpair, and the poll loop
-        # reads it like any other input. Python handlers are still needed so the default action is not taken.
-        old: dict[int, Any] = {}
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            old[signum] = signal.signal(signum, lambda *_: None)
-        signal.set_wakeup_fd(sig_w.fileno(), warn_on_full_buffer=False)
-        return old
+            signals.close()
 
     def _start(self) -> None:
         config = self.config
@@ -353,17 +333,17 @@ class Service:
             input=list(config.input.bind + config.input.connect),
             output=list(config.output.bind + config.output.connect),
             window_ticks=None if pipeline is None else pipeline.plan.window,
-            startup_s=round(time.monotonic() - self._started, 3),
+            startup_s=self.telemetry.uptime_s(),
         )
         self._publish_status()
 
-    def _loop(self, sig_r: socket.socket) -> None:
+    def _loop(self, signals: SignalPipe) -> None:
         assert self.sockets is not None  # opened by _start (invariant)
         poller = zmq.Poller()
         poller.register(self.sockets.inp, zmq.POLLIN)
         if self.sockets.monitor is not None:
             poller.register(self.sockets.monitor, zmq.POLLIN)
-        poller.register(sig_r.fileno(), zmq.POLLIN)
+        poller.register(signals.fileno(), zmq.POLLIN)
         interval = self.config.output.status_interval_s
         next_status = time.monotonic() + interval
         next_housekeeping = time.monotonic() + 0.5
@@ -376,8 +356,8 @@ class Service:
                 wake = min(wake, last_ping + watchdog_every)
             busy = self.intake.pending() and not self._stop
             ready = dict(poller.poll(0 if busy else max(0, int((wake - now) * 1000))))
-            if sig_r.fileno() in ready:
-                self._read_signals(sig_r)
+            if signals.fileno() in ready:
+                self._on_signals(signals.read())
             self._ingest()
             # one message per stream per turn, then signals and timers again: a busy stream cannot starve
             for _ in range(max(1, len(self.sessions))):
@@ -401,12 +381,8 @@ class Service:
                 self.notifier.watchdog()
                 last_ping = now
 
-    def _read_signals(self, sig_r: socket.socket) -> None:
-        try:
-            data = sig_r.recv(64)
-        except BlockingIOError:
-            return
-        for signum in data:
+    def _on_signals(self, signums: list[int]) -> None:
+        for signum in signums:
             if signum in (signal.SIGTERM, signal.SIGINT):
                 self.log.info("stopping", signal=signal.Signals(signum).name)
                 self._stop = True
@@ -445,7 +421,7 @@ class Service:
             self._auth.stop()
         self.ctx.term()
         self.notifier.close()
-        self.log.info("stopped", uptime_s=round(time.monotonic() - self._started, 3))
+        self.log.info("stopped", uptime_s=self.telemetry.uptime_s())
 
     # ---------------------------------------------------------------------------------- reload
 
@@ -518,68 +494,19 @@ class Service:
 
     def status(self) -> wire.Status:
         """The status heartbeat (docs/protocol.md)."""
-        now = time.monotonic()
-        p = self.supervisor.pipeline
-        dropped = self.intake.dropped_totals()
-        streams = {}
-        for stream, q in self.intake.streams.items():
-            session = self.sessions.get(stream)
-            if session is None:
-                streams[stream] = {"packets": 0, "events": 0, "dropped": dict(q.dropped), "queue": len(q.items),
-                                   "last_packet_age_s": round(max(0.0, now - q.last_message_s), 3)}
-            else:
-                streams[stream] = session.summary(now, q.last_message_s, len(q.items), q.dropped)
-        seq_gaps = sum(s.stats.seq_gaps for s in self.sessions.values())
-        return wire.Status(
-            state=self.state,
-            uptime_s=round(now - self._started, 3),
-            backend=self.supervisor.serving_name,
-            model=self.model.identity if self.model is not None else None,
-            streams=streams,
-            totals={
-                **self.totals,
-                "dropped": sum(dropped.values()),
-                "dropped_by_reason": dict(dropped),
-                # packets lost before they reached the daemon (a sender's or ZeroMQ's high-water mark)
-                "lost_upstream": seq_gaps,
-                "outputs_refused": self.publisher.refused,
-            },
-            latency_ms=self.e2e.percentiles(),
-            inference_ms=self.inference.percentiles(),
-            mode=self.config.input.mode,
-            window_ticks=p.plan.window if p is not None else None,
-            stride_ticks=p.plan.stride if p is not None else None,
-            pid=os.getpid(),
-            version=__version__,
-            error=self.supervisor.error[:500] or None,
-            backend_counters=dict(self.supervisor.counters),
-        )
-
-    def status_body(self) -> dict[str, Any]:
-        """The status heartbeat as a msgpack map."""
-        return self.status().to_body()
+        return self.telemetry.status(self.state, self.supervisor, self.intake, self.sessions, self.model, self.publisher)
 
     def _publish_status(self) -> None:
-        message = self.status()
-        self._status_snapshot = message.to_body()
-        self.publisher.send(message)
+        self.publisher.send(self.status())
         self.notifier.status(self._status_line())
 
     def _status_line(self) -> str:
-        t, n = self._rate
-        now = time.monotonic()
-        rate = (self.totals["events"] - n) / max(1e-9, now - t)
-        self._rate = (now, self.totals["events"])
-        name = self.model.card.name if self.model is not None else "?"
-        line = f"{self.state}: {self.supervisor.serving_name}, model {name}, {len(self.sessions)} streams, {rate:,.0f} events/s"
-        if self.supervisor.error:
-            line += f"; {self.supervisor.error[:200]}"
-        return line
+        return self.telemetry.line(self.state, self.supervisor, self.model, len(self.sessions))
 
     @property
     def status_snapshot(self) -> dict[str, Any]:
         """The last published status (read by the metrics thread; replaced whole, never mutated)."""
-        return self._status_snapshot
+        return self.telemetry.snapshot
 
 
 def _defect(frames: list[bytes]) -> tuple[str, str]:
