@@ -523,6 +523,7 @@ class StreamPreprocessor:
         self._ymap_row = np.where(self._tables[1] >= 0, self._tables[1] * w, -1).astype(np.int64)
         self._ring = np.zeros((64, self._frame), dtype=np.uint8)
         self._out = np.zeros_like(self._ring)
+        self._out_ticks = self._out.reshape(-1, *spec.frame_shape)  # the same memory, as ticks
         self._zero_tick = np.zeros((0, *spec.frame_shape), dtype=np.uint8)
 
     @property
@@ -562,7 +563,7 @@ class StreamPreprocessor:
         while True:
             status, a, b = _stream_push(events, st, self._memory, self._xmap, self._ymap_row, self._ring, self._out)
             if status == _S_OK:
-                return (self._out[:b].reshape(b, *self._frame_shape).copy() if b else self._zero_tick), a - b
+                return (self._out_ticks[:b].copy() if b else self._zero_tick), a - b
             if status != _S_GROW:
                 self._refuse(status, events, a, b, t_end_us)
             self._grow(a)
@@ -584,6 +585,7 @@ class StreamPreprocessor:
         for k in range(k_next, k_hi):
             grown[k % new_cap] = self._ring[k % cap]
         self._ring, self._out = grown, np.zeros_like(grown)
+        self._out_ticks = self._out.reshape(-1, *self.spec.frame_shape)
 
     def _refuse(self, status: int, events: Events, a: int, b: int, t_end_us: int | None) -> None:
         """Raise the PreprocessError for a packet the kernel refused (the carried state is unchanged)."""
