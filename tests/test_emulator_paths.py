@@ -103,3 +103,34 @@ def test_unknown_formulation_is_refused() -> None:
     """synaptic_input outside auto/scatter/dense is a BackendError naming the choices."""
     with pytest.raises(BackendError, match="synaptic_input must be one of auto, scatter, dense"):
         get_backend("emulator", synaptic_input="gemm")
+
+
+@pytest.mark.parametrize(
+    ("switches", "v_leak"),
+    [
+        ({}, 0.0),
+        ({"reset": "ZERO"}, 0.0),
+        ({"threshold_op": ">="}, 0.0),
+        ({"reset": "ZERO", "threshold_op": ">="}, 0.0),
+        ({}, 3.0),
+        ({"reset": "ZERO", "threshold_op": ">="}, -2.0),
+    ],
+)
+def test_uniform_parameter_kernels_are_exact(switches: dict[str, str], v_leak: float) -> None:
+    """Populations whose neurons share parameters (with and without an i_offset) run the scalar-parameter loops bit-exactly."""
+    import copy
+
+    from s2gesture.daemon.backends import options_from_card
+    from s2gesture.daemon.backends.emulator import uniformity
+
+    model = read_model("models/pretrained/psnn_int8.nir")
+    graph = copy.deepcopy(model.graph)
+    for name in ("lif1", "lif2", "lif3", "lif4", "lif5"):
+        node = graph.nodes[name]
+        node.v_leak = np.full(np.shape(node.v_leak), v_leak, dtype=np.float32)
+    opts = {**options_from_card(model.card), **switches}
+    emu = get_backend("emulator", check_memory=False, **opts)
+    emu.load(graph)
+    assert {uniformity(p.params) for p in emu.plans.values()} == {2 if v_leak == 0.0 else 1}
+    x = (np.random.default_rng(9).random((20, *emu.input_shape)) < 0.2).astype(np.uint8)
+    _run_all(graph, opts, x)

@@ -256,6 +256,15 @@ def source_groups(runs: SynapseRuns) -> np.ndarray:
     return group
 
 
+def uniformity(params: dict[str, np.ndarray]) -> int:
+    """kernels.UNIFORM_NO_OFFSET (2) / UNIFORM (1) when every neuron has the same parameters (bit for bit), else 0."""
+    same = all(p.size == 0 or np.array_equal(p.view(np.uint32), np.full(p.size, p.view(np.uint32)[0])) for p in params.values())
+    if not same:
+        return 0
+    offset = params.get("i_offset")
+    return 2 if offset is not None and offset.size and float(offset[0]) == 0.0 else 1
+
+
 #: the grouped scatter pays off when sources share target blocks in groups at least this large on
 #: average (measured by benchmarks/measure_crossover.py: conv input positions of 16 channels gain 2x,
 #: the 2 polarities of a DVS pixel, 1024 sources apart, lose)
@@ -286,6 +295,8 @@ class PlannedPopulation:
     grouped: bool
     #: dense formulation (single-source, one-table models): per target block the synapses feeding it
     dense: DenseTable | None
+    #: kernels.PER_NEURON / UNIFORM / UNIFORM_NO_OFFSET: whether the neurons share their parameters
+    uniform: int = 0
 
 
 def plan_network(net: ChipNetwork) -> dict[str, PlannedPopulation]:
@@ -333,6 +344,7 @@ def plan_network(net: ChipNetwork) -> dict[str, PlannedPopulation]:
         grouped = bool(group.size) and group.size >= GROUPED_MIN_SOURCES * (int(group.max()) + 1)
         plans[name] = PlannedPopulation(
             pop, orders[name], params, sources, tuple(offsets), runs, runs_neg, acc_dtype, group, grouped, dense,
+            uniformity(params),
         )
     return plans
 
@@ -499,7 +511,7 @@ def run_fast(
             idx, ptr, shift, r.blocks, r.wflat, ws.acc, q.blocks, q.wflat, ws.acc_neg,
             plan.params, ws.spk, v_out, record_v, ws.out_idx, ws.out_ptr,
             plan.group, mode, rows[plan.sources[0]] if d is not None else inp,
-            (d.ptr, d.tgt, d.octet, d.tab, d.table) if d is not None else _no_dense(plan.acc_dtype), ws.v,
+            (d.ptr, d.tgt, d.octet, d.tab, d.table) if d is not None else _no_dense(plan.acc_dtype), ws.v, plan.uniform,
         )
         events += neuron.launch(k[neuron.kernel], layer, opts)
         lists[name] = (ws.out_idx[: ws.out_ptr[-1]], ws.out_ptr)

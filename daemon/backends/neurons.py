@@ -244,6 +244,8 @@ class Layer(NamedTuple):
     dense: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     #: voltage buffer ``[n]`` the kernel starts from zero (reused across chunks)
     v: np.ndarray
+    #: kernels.PER_NEURON, UNIFORM (every neuron shares its parameters) or UNIFORM_NO_OFFSET (and i_offset is 0)
+    uniform: int = 0
 
 
 def _launch_lif(kernel: Callable[..., int], layer: Layer, opts: ChipOptions) -> int:
@@ -251,8 +253,8 @@ def _launch_lif(kernel: Callable[..., int], layer: Layer, opts: ChipOptions) -> 
     return kernel(
         layer.idx, layer.ptr, layer.shift, *layer.runs, layer.wflat, layer.acc, layer.group, layer.mode,
         layer.src_spk, *layer.dense,
-        p["alpha_decay"], p["threshold"], p["i_offset"], opts.reset == "ZERO", opts.threshold_op == ">=", opts.fma,
-        layer.v, layer.spk, layer.v_out, layer.record_v, layer.out_idx, layer.out_ptr,
+        p["alpha_decay"], p["threshold"], p["i_offset"], layer.uniform, opts.reset == "ZERO", opts.threshold_op == ">=",
+        opts.fma, layer.v, layer.spk, layer.v_out, layer.record_v, layer.out_idx, layer.out_ptr,
     )
 
 
