@@ -18,16 +18,20 @@ def _run_all(graph: object, options: dict[str, object], x: np.ndarray) -> None:
     ref = get_backend("reference", check_memory=False, **options)
     ref.load(graph)
     want = ref.run(x, record=("spikes", "v"))
+    events = set()
     for mode in MODES:
         emu = get_backend("emulator", check_memory=False, synaptic_input=mode, **options)
         emu.load(graph)
         for record in (("spikes", "v"), ()):  # () reuses the workspace buffers: run twice
             got = emu.run(x, record=record)
             assert np.array_equal(got.output_spikes, want.output_spikes), (mode, record)
+            events.add(emu.last_events)
         got = emu.run(x, record=("spikes", "v"))
         for name in want.spikes:
             assert np.array_equal(got.spikes[name], want.spikes[name]), (mode, name)
             assert np.array_equal(got.voltages[name], want.voltages[name]), (mode, name)
+    if emu.net is not None and emu.net.feedforward_order is not None:
+        assert len(events) == 1, events  # every formulation counts the same synaptic events
 
 
 @pytest.mark.parametrize("seed", range(12))

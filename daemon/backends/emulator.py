@@ -203,6 +203,8 @@ class DenseTable:
     octet: np.ndarray
     tab: np.ndarray
     table: np.ndarray
+    #: scratch: spikes per source over a chunk (the synaptic-event count), int64 ``[n_src]``
+    counts: np.ndarray
 
     @property
     def pairs(self) -> int:
@@ -218,7 +220,7 @@ DENSE_TABLE_BYTES = 512 * 1024
 _SUBSETS = ((np.arange(256)[:, None] >> np.arange(8)[None, :]) & 1).astype(np.int64)
 
 
-def dense_table(src: np.ndarray, tgt: np.ndarray, w: np.ndarray, n_tgt: int, dtype: Any) -> DenseTable | None:
+def dense_table(src: np.ndarray, tgt: np.ndarray, w: np.ndarray, n_tgt: int, dtype: Any, n_src: int | None = None) -> DenseTable | None:
     """Subset-sum tables for synapses in internal indices; None when they would not fit DENSE_TABLE_BYTES."""
     blk, lane = tgt // BLOCK, tgt % BLOCK
     octet, bit = src // 8, src % 8
@@ -242,6 +244,7 @@ def dense_table(src: np.ndarray, tgt: np.ndarray, w: np.ndarray, n_tgt: int, dty
     return DenseTable(
         ptr, (np.arange(n_blocks) * BLOCK).astype(np.int64), (uniq % n_oct).astype(np.int32),
         (mat_of_pair.ravel() * stride).astype(np.int64), table,
+        np.zeros(int(src.max(initial=-1)) + 1 if n_src is None else n_src, dtype=np.int64),
     )
 
 
@@ -339,7 +342,7 @@ def plan_network(net: ChipNetwork) -> dict[str, PlannedPopulation]:
             runs = build_runs(s_all, t_all, w_all, total, acc_dtype)
             runs_neg = build_runs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32), total, acc_dtype)
             if len(sources) == 1 and s_all.size:  # the dense path reads one source's spike rows
-                dense = dense_table(s_all, t_all, w_all, pop.n, acc_dtype)
+                dense = dense_table(s_all, t_all, w_all, pop.n, acc_dtype, total)
         group = source_groups(runs)
         grouped = bool(group.size) and group.size >= GROUPED_MIN_SOURCES * (int(group.max()) + 1)
         plans[name] = PlannedPopulation(
@@ -511,7 +514,7 @@ def run_fast(
             idx, ptr, shift, r.blocks, r.wflat, ws.acc, q.blocks, q.wflat, ws.acc_neg,
             plan.params, ws.spk, v_out, record_v, ws.out_idx, ws.out_ptr,
             plan.group, mode, rows[plan.sources[0]] if d is not None else inp,
-            (d.ptr, d.tgt, d.octet, d.tab, d.table) if d is not None else _no_dense(plan.acc_dtype), ws.v, plan.uniform,
+            (d.ptr, d.tgt, d.octet, d.tab, d.table, d.counts) if d is not None else _no_dense(plan.acc_dtype), ws.v, plan.uniform,
         )
         events += neuron.launch(k[neuron.kernel], layer, opts)
         lists[name] = (ws.out_idx[: ws.out_ptr[-1]], ws.out_ptr)
@@ -523,9 +526,12 @@ def run_fast(
     return out, voltages, ticks, int(events)  # type: ignore[return-value]
 
 
-def _no_dense(dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _no_dense(dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """An empty dense table of accumulator type ``dtype`` (the kernel is typed for every path)."""
-    return (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(256 * BLOCK, dtype))
+    return (
+        np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64),
+        np.zeros(256 * BLOCK, dtype), np.zeros(0, np.int64),
+    )
 
 
 class LazyOrder(Mapping[str, np.ndarray]):

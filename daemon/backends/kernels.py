@@ -415,7 +415,7 @@ SCATTER, SCATTER_GROUPED, DENSE = 0, 1, 2
 
 @nb.njit(cache=True, nogil=True, boundscheck=False)
 def lif_layer(idx, ptr, shift, block_ptr, blocks, syn_count, wflat, acc, group, mode,
-              src_spk, g_ptr, g_tgt, g_oct, g_tab, g_table,
+              src_spk, g_ptr, g_tgt, g_oct, g_tab, g_table, g_counts,
               alpha, thr, ioff, uniform, zero_reset, ge, fma, v, spk_out, v_out, record_v, out_idx, out_ptr):  # pragma: no cover
     # per tick: integer input from the sources' spikes of tick t - shift (event driven from the spike
     # list, or dense from the sources' spike rows), then the float32 update of every neuron, then the
@@ -423,6 +423,7 @@ def lif_layer(idx, ptr, shift, block_ptr, blocks, syn_count, wflat, acc, group, 
     # chunk starts from the reset state)
     T = spk_out.shape[0]
     v[:] = 0
+    g_counts[:] = 0
     events = 0
     c = 0
     for t in range(T):
@@ -430,8 +431,12 @@ def lif_layer(idx, ptr, shift, block_ptr, blocks, syn_count, wflat, acc, group, 
         ts = t - shift
         if ts >= 0 and ptr[ts + 1] > ptr[ts]:
             if mode == DENSE:
-                gather_tick(acc, src_spk[ts], g_ptr, g_tgt, g_oct, g_tab, g_table)
-                events += count_events(idx, ptr[ts], ptr[ts + 1], syn_count)
+                row = src_spk[ts]
+                gather_tick(acc, row, g_ptr, g_tgt, g_oct, g_tab, g_table)
+                # the chip counts synaptic events per spike; summing the (cached) row per source and
+                # weighting by fan-out once at the end costs a vector add, not a lookup per spike
+                for j in range(g_counts.size):
+                    g_counts[j] += row[j]
             elif mode == SCATTER_GROUPED:
                 events += add_spikes_grouped(acc, idx, ptr[ts], ptr[ts + 1], block_ptr, blocks, group, syn_count, wflat)
             else:
@@ -442,6 +447,9 @@ def lif_layer(idx, ptr, shift, block_ptr, blocks, syn_count, wflat, acc, group, 
             v_out[t] = v
         c = compact(s_t, alpha.size, out_idx, c)
         out_ptr[t + 1] = c
+    if mode == DENSE:
+        for j in range(g_counts.size):
+            events += g_counts[j] * syn_count[j]
     return events
 
 @nb.njit(cache=True, nogil=True, boundscheck=False)

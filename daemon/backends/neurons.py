@@ -239,9 +239,9 @@ class Layer(NamedTuple):
     #: integer-input formulation of this chunk: kernels.SCATTER, SCATTER_GROUPED or DENSE
     mode: int
     #: the single source's spike rows ``[ticks, padded n_src]`` and its dense table (ptr, tgt, octet,
-    #: tab, table: emulator.DenseTable), read by the dense formulation
+    #: tab, table, counts: emulator.DenseTable), read by the dense formulation
     src_spk: np.ndarray
-    dense: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    dense: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     #: voltage buffer ``[n]`` the kernel starts from zero (reused across chunks)
     v: np.ndarray
     #: kernels.PER_NEURON, UNIFORM (every neuron shares its parameters) or UNIFORM_NO_OFFSET (and i_offset is 0)
