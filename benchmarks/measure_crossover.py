@@ -17,6 +17,7 @@ import argparse
 import collections
 import itertools
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     plans = emus["scatter"].plans
     rng = np.random.default_rng(0)
     rows: list[tuple[str, float, float, float, int, int]] = []
+    src_act: dict[tuple[str, float], float] = {}
     zero = layer_times(emus["scatter"], np.zeros((args.ticks, *emus["scatter"].input_shape), np.uint8), args.repeats)
     for act in ACTIVITIES:
         x = (rng.random((args.ticks, *emus["scatter"].input_shape)) < act).astype(np.uint8)
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             bps = plan.runs.blocks[0][-1] / max(1, plan.runs.src_ptr.size - 1)
             active = int(np.count_nonzero(spk.reshape(spk.shape[0], -1).any(axis=1)))
             rows.append((name, act, ts["scatter"][name] - zero[name], ts["dense"][name] - zero[name], int(n_spikes * bps), active * plan.dense.pairs if plan.dense else 0))
+            src_act[(name, act)] = float(spk.mean())
             print(f"input {act:4.0%} {name}: source activity {spk.mean():6.2%}  scatter {ts['scatter'][name]*1e3:6.2f} ms  dense {ts['dense'][name]*1e3:6.2f} ms  ({'grouped' if plan.grouped else 'plain'} scatter)")
     # cost per unit: least squares through the origin, per scatter kind
     out = []
@@ -102,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     pair_cost = float(pairs @ dsecs / (pairs @ pairs))
     print(f"\nplain scatter: {out[0] * 1e9:.2f} ns per block add; grouped: {out[1] * 1e9:.2f} ns ({out[1] / out[0]:.2f} of plain)")
     print(f"dense: {pair_cost * 1e9:.2f} ns per (source, target block) pair ({pair_cost / out[0]:.2f} of a plain block add)")
+    implied = []
     for name, plan in plans.items():
         if plan.dense is None:
             continue
@@ -110,7 +114,23 @@ def main(argv: list[str] | None = None) -> int:
         n_src = plan.runs.src_ptr.size - 1
         # equal cost when spikes/tick * bps * per_block == pairs * pair_cost
         cross = plan.dense.pairs * pair_cost / (bps * per_block) / n_src
-        print(f"{name}: dense faster above {cross:.1%} source activity ({plan.dense.pairs} pairs/tick, {bps:.1f} blocks per spike)")
+        # the crossover actually observed: where (scatter - dense) changes sign, interpolated in activity
+        mine = [(src_act[(name, r[1])], r[2] - r[3]) for r in rows if r[0] == name]
+        seen = None
+        for (a0, d0), (a1, d1) in itertools.pairwise(mine):
+            if d0 < 0 <= d1:
+                seen = a0 + (a1 - a0) * (-d0) / (d1 - d0)
+                break
+        if seen is None and mine and mine[0][1] >= 0:
+            seen = mine[0][0]  # dense already faster at the lowest activity measured
+        note = "never within the range measured" if seen is None else f"{seen:.1%}"
+        if seen is not None:
+            # the dense pair cost (in plain block adds) that puts the model's crossover where it was seen
+            implied.append(seen * n_src * bps * (per_block / out[0]) / plan.dense.pairs)
+        print(f"{name}: fitted model: dense faster above {cross:.1%} source activity; observed: {note} ({plan.dense.pairs} pairs/tick, {bps:.1f} blocks per spike)")
+    if implied:
+        print(f"dense pair cost that reproduces the observed crossovers: {statistics.median(implied):.2f} of a plain block add (median over layers; emulator.COST_DENSE_PAIR)")
+    print(f"grouped block cost: {out[1] / out[0]:.2f} of a plain block add (emulator.COST_GROUPED_BLOCK)")
     return 0
 
 

@@ -390,8 +390,8 @@ def merge_lists(lists: list[tuple[np.ndarray, np.ndarray]], offsets: tuple[int, 
 #: measured cost of the integer-input formulations, relative to one block add of the plain scatter
 #: (benchmarks/measure_crossover.py on the bundled model; docs/emulator.md): a grouped-scatter block
 #: and one (source, target block) pair of the dense formulation
-COST_GROUPED_BLOCK = 0.49
-COST_DENSE_PAIR = 0.68
+COST_GROUPED_BLOCK = 0.5
+COST_DENSE_PAIR = 0.6
 
 #: ``synaptic_input`` option values: choose per layer and chunk, or force one formulation (tests, benchmarks)
 SYNAPTIC_INPUT = ("auto", "scatter", "dense")

@@ -215,15 +215,6 @@ def gather_tick(acc, row, g_ptr, g_tgt, g_oct, g_tab, table):  # pragma: no cove
         gather_octets(acc, np.uint64(g_tgt[b]), table, row, g_oct, g_tab, g_ptr[b], g_ptr[b + 1])
 
 
-@nb.njit(cache=True, nogil=True, boundscheck=False)
-def count_events(idx, lo, hi, syn_count):  # pragma: no cover - compiled
-    # synaptic events of a tick's spikes (the dense formulation evaluates every synapse; the chip counts hits)
-    events = 0
-    for q in range(lo, hi):
-        events += syn_count[idx[q]]
-    return events
-
-
 @intrinsic
 def store_offsets8(typingctx, out, c, tbl, m, base):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     """``out[c : c+8] = tbl[8*m : 8*m+8] + base`` as one SIMD load/add/store of 8 int32."""
@@ -503,7 +494,6 @@ KERNELS: dict[str, Any] = {
     "compact": compact,
     "add_spikes_grouped": add_spikes_grouped,
     "gather_tick": gather_tick,
-    "count_events": count_events,
     "lif_update": lif_update,
     "lif_update_uniform": lif_update_uniform,
     "store_offsets8": store_offsets8,

@@ -192,7 +192,8 @@ def read_events(index: AedatIndex, t_start_us: int | None = None, t_stop_us: int
         return np.zeros(0, dtype=EVENT_DTYPE)
     from .fastcopy import decode_aedat3
 
-    mm = np.memmap(index.path, dtype=np.uint8, mode="r")
+    # a plain ndarray view: numba types a memmap subclass through a slow generic path on every call
+    mm = np.memmap(index.path, dtype=np.uint8, mode="r").view(np.ndarray)
     # one compiled pass per packet: valid bit, window, fields and time order, into one output
     out = np.empty(int(wanted["number"].sum()), dtype=EVENT_DTYPE)
     pos, t_prev, unsorted = 0, np.iinfo(np.int64).min, False

@@ -133,7 +133,8 @@ def _read_uncompressed(path: Path, stream_id: int, lo: int, hi: int) -> tuple[Ev
     size = path.stat().st_size
     if size < len(MAGIC) + 4:
         return None
-    data = np.memmap(path, dtype=np.uint8, mode="r")
+    # a plain ndarray view: numba types a memmap subclass through a slow generic path on every call
+    data = np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)
     buf = memoryview(data)  # type: ignore[arg-type]
     try:
         (h_len,) = struct.unpack_from("<I", buf, len(MAGIC))
