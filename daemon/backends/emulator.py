@@ -388,10 +388,14 @@ def merge_lists(lists: list[tuple[np.ndarray, np.ndarray]], offsets: tuple[int, 
 
 
 #: measured cost of the integer-input formulations, relative to one block add of the plain scatter
-#: (benchmarks/measure_crossover.py on the bundled model; docs/emulator.md): a grouped-scatter block
-#: and one (source, target block) pair of the dense formulation
+#: (benchmarks/measure_crossover.py on the bundled model; docs/emulator.md): a grouped-scatter block, one
+#: (source octet, target block) pair of the dense formulation, set so the model's crossovers fall where
+#: they were observed (conv2 below 9 % source activity, conv3 ~5-6 %), and the factor for tables beyond a
+#: core's L2 share (conv1's 480 KiB: crossover ~20 %)
 COST_GROUPED_BLOCK = 0.5
-COST_DENSE_PAIR = 0.6
+COST_DENSE_PAIR = 0.35
+DENSE_L2_BYTES = 384 * 1024
+COST_BIG_TABLE = 2.0
 
 #: ``synaptic_input`` option values: choose per layer and chunk, or force one formulation (tests, benchmarks)
 SYNAPTIC_INPUT = ("auto", "scatter", "dense")
@@ -415,7 +419,8 @@ def choose_mode(plan: PlannedPopulation, ptr: np.ndarray, forced: str) -> int:
     blocks_per_source = plan.runs.blocks[0][-1] / max(1, plan.runs.src_ptr.size - 1)
     scatter_cost = n_spikes * blocks_per_source * (COST_GROUPED_BLOCK if plan.grouped else 1.0)
     active_ticks = int(np.count_nonzero(ptr[1:] != ptr[:-1]))
-    dense_cost = active_ticks * plan.dense.pairs * COST_DENSE_PAIR
+    pair_cost = COST_DENSE_PAIR * (COST_BIG_TABLE if plan.dense.table.nbytes > DENSE_L2_BYTES else 1.0)
+    dense_cost = active_ticks * plan.dense.pairs * pair_cost
     return 2 if dense_cost < scatter_cost else scatter
 
 
