@@ -20,9 +20,11 @@ Stages, in this order, all in one compiled pass over the events:
    polarities share one channel. A pixel that fires more than once in a tick is 1 (the chip's input is
    spikes), where tonic counts.
 
-:func:`preprocess_recording` and :class:`StreamPreprocessor` run the same kernel with the same state, so
-cutting a recording into packets anywhere gives the same ticks. The kernel is compiled by numba with
-``cache=True`` (compiled once per machine, loaded from the cache afterwards).
+:func:`preprocess_recording` and :class:`StreamPreprocessor` apply the same rules with the same state
+(tests/test_preprocess.py: cutting a recording into packets anywhere gives the same ticks). The stream runs
+one compiled call per packet that checks it, bins it into a ring of pending ticks and hands out the
+completed ones, with its state in the kernel's arrays between packets. The kernels are compiled by numba
+with ``cache=True`` (compiled once per machine, loaded from the cache afterwards) and release the GIL.
 """
 
 from __future__ import annotations
