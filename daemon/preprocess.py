@@ -376,7 +376,7 @@ def denoise(events: Events | Recording, sensor_size: tuple[int, int], denoise_us
 # spec's constants and the call's t_end ride in the same array, since every argument of a compiled call
 # costs dispatch time on each packet
 _T_PREV, _T0, _T0_KNOWN, _K_NEXT, _K_HI, _T_END, _T_LAST, _N_SEEN = range(8)
-_DENOISE, _MAX_GAP, _DT, _PLANE, _MERGE, _ARG_T_END, _ARG_HAS_T_END = range(8, 15)
+_DENOISE, _MAX_GAP, _DT, _PLANE, _MERGE, _ARG_T_END, _ARG_HAS_T_END, _C, _H, _W = range(8, 18)
 _S_OK, _S_BAD_EVENT, _S_T_END, _S_OVERLAP, _S_GAP, _S_GROW = range(6)
 _INT64_MIN = np.iinfo(np.int64).min
 
@@ -403,11 +403,13 @@ def _drain(st: Any, ring: Any, out: Any, n_ready: int) -> int:
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _stream_push(ev: Any, st: Any, memory: Any, xmap: Any, ymap_row: Any, ring: Any, out: Any) -> tuple[int, int, int]:
+def _stream_push(ev: Any, st: Any, memory: Any, xmap: Any, ymap_row: Any, ring: Any) -> tuple[int, int, int, Any]:
     """One packet: check it, denoise/map/bin into the tick ring, hand out the completed ticks.
 
-    Returns ``(status, a, b)``: OK -> (ticks completed, of which the first ``b`` are in ``out``); a
-    refusal -> what the message needs, with the carried state untouched (checks come before any write).
+    Returns ``(status, a, b, ticks)``: OK -> (ticks completed, of which the first ``b`` hold events and
+    are ``ticks``, a new ``uint8 [b, C, H, W]``: the ring rows are copied once, straight into the result);
+    a refusal -> what the message needs (``ticks`` empty), with the carried state untouched (checks come
+    before any write).
     ``ymap_row`` is the y table times the input width (-1 kept), ``plane`` the input's H*W: a spike's
     place in the flat frame is ``c*plane + ymap_row[y] + xmap[x]``.
     """
@@ -415,10 +417,11 @@ def _stream_push(ev: Any, st: Any, memory: Any, xmap: Any, ymap_row: Any, ring: 
     merge_polarity = st[_MERGE] == 1
     t_end, has_t_end = st[_ARG_T_END], st[_ARG_HAS_T_END] == 1
     n = ev.shape[0]
+    none = np.empty((0, st[_C], st[_H], st[_W]), dtype=np.uint8)
     if has_t_end and n and ev[n - 1]["t"] >= t_end:
-        return _S_T_END, ev[n - 1]["t"], 0
+        return _S_T_END, ev[n - 1]["t"], 0, none
     if n and ev[0]["t"] < st[_T_END]:
-        return _S_OVERLAP, ev[0]["t"], 0
+        return _S_OVERLAP, ev[0]["t"], 0, none
     height, width = memory.shape
     tp = st[_T_PREV]
     for i in range(n):
@@ -427,7 +430,7 @@ def _stream_push(ev: Any, st: Any, memory: Any, xmap: Any, ymap_row: Any, ring: 
         yi = np.int64(r["y"])
         ti = np.int64(r["t"])
         if xi < 0 or xi >= width or yi < 0 or yi >= height or ti < tp:
-            return _S_BAD_EVENT, i, 0
+            return _S_BAD_EVENT, i, 0, none
         tp = ti
     if max_gap >= 0 and (n or has_t_end):
         known = st[_T0_KNOWN] == 1 or st[_T_LAST] > _INT64_MIN or st[_T_END] > _INT64_MIN
@@ -439,18 +442,18 @@ def _stream_push(ev: Any, st: Any, memory: Any, xmap: Any, ymap_row: Any, ring: 
             if has_t_end:
                 after = max(after, t_end)
             if after - before > max_gap:
-                return _S_GAP, before, after
+                return _S_GAP, before, after, none
     t0_known = st[_T0_KNOWN] == 1 or n > 0
     if not t0_known:
         if has_t_end:
             st[_T_END] = max(st[_T_END], t_end)
-        return _S_OK, 0, 0
+        return _S_OK, 0, 0, none
     t0 = st[_T0] if st[_T0_KNOWN] == 1 else ev[0]["t"]
     cap = ring.shape[0]  # a power of two: the ring index is a mask
     if n:
         hi = (ev[n - 1]["t"] - t0) // dt_us + 1  # one past the last tick this packet writes
         if hi - st[_K_NEXT] > cap:
-            return _S_GROW, hi - st[_K_NEXT], 0
+            return _S_GROW, hi - st[_K_NEXT], 0, none
         st[_T0] = t0
         st[_T0_KNOWN] = 1
         for i in range(n):
@@ -485,7 +488,10 @@ def _stream_push(ev: Any, st: Any, memory: Any, xmap: Any, ymap_row: Any, ring: 
     # a tick is complete once no later event can fall in it: events at the last time may still follow
     seen = max(st[_T_LAST], st[_T_END])
     ready = 0 if seen == _INT64_MIN else max(0, (seen - t0) // dt_us - st[_K_NEXT])
-    return _S_OK, ready, _drain(st, ring, out, ready)
+    held = min(ready, st[_K_HI] - st[_K_NEXT])
+    ticks = np.empty((held, st[_C], st[_H], st[_W]), dtype=np.uint8)
+    _drain(st, ring, ticks.reshape(held, ring.shape[1]), ready)
+    return _S_OK, ready, held, ticks
 
 
 class StreamPreprocessor:
@@ -509,10 +515,11 @@ class StreamPreprocessor:
         W, H = spec.sensor_size
         # tonic initialises every pixel's memory to filter_time (as if all fired at t = 0): kept for equality.
         self._memory = np.full((H, W), spec.denoise_us, dtype=np.int64)
-        self._st = np.zeros(15, dtype=np.int64)
+        self._st = np.zeros(18, dtype=np.int64)
         self._st[[_T_PREV, _T_END, _T_LAST]] = _INT64_MIN
         w, h = spec.input_size
         self._st[[_DENOISE, _DT, _PLANE, _MERGE]] = (spec.denoise_us, spec.dt_us, w * h, spec.channels == 1)
+        self._st[[_C, _H, _W]] = spec.frame_shape
         # A clock jump would otherwise allocate and emit (gap / dt) empty ticks at once.
         self.max_gap_us = max_gap_us
         if t_start_us is not None:
@@ -524,9 +531,7 @@ class StreamPreprocessor:
         self._xmap = self._tables[0]
         self._ymap_row = np.where(self._tables[1] >= 0, self._tables[1] * w, -1).astype(np.int64)
         self._ring = np.zeros((64, self._frame), dtype=np.uint8)
-        self._out = np.zeros_like(self._ring)
-        self._out_ticks = self._out.reshape(-1, *spec.frame_shape)  # the same memory, as ticks
-        self._zero_tick = np.zeros((0, *spec.frame_shape), dtype=np.uint8)
+
 
     @property
     def max_gap_us(self) -> int | None:
@@ -563,9 +568,9 @@ class StreamPreprocessor:
         else:
             st[_ARG_HAS_T_END], st[_ARG_T_END] = 1, t_end_us
         while True:
-            status, a, b = _stream_push(events, st, self._memory, self._xmap, self._ymap_row, self._ring, self._out)
+            status, a, b, ticks = _stream_push(events, st, self._memory, self._xmap, self._ymap_row, self._ring)
             if status == _S_OK:
-                return (self._out_ticks[:b].copy() if b else self._zero_tick), a - b
+                return ticks, a - b
             if status != _S_GROW:
                 self._refuse(status, events, a, b, t_end_us)
             self._grow(a)
@@ -586,8 +591,7 @@ class StreamPreprocessor:
         grown = np.zeros((new_cap, self._frame), dtype=np.uint8)
         for k in range(k_next, k_hi):
             grown[k % new_cap] = self._ring[k % cap]
-        self._ring, self._out = grown, np.zeros_like(grown)
-        self._out_ticks = self._out.reshape(-1, *self.spec.frame_shape)
+        self._ring = grown
 
     def _refuse(self, status: int, events: Events, a: int, b: int, t_end_us: int | None) -> None:
         """Raise the PreprocessError for a packet the kernel refused (the carried state is unchanged)."""
@@ -622,9 +626,8 @@ class StreamPreprocessor:
         t0 = int(st[_T0])
         t_seen = max(int(st[_T_LAST]) + 1 if st[_T_LAST] > _INT64_MIN else t0, int(st[_T_END]))
         n = max(0, -((t0 - t_seen) // self.spec.dt_us) - int(st[_K_NEXT]))
-        held = _drain(st, self._ring, self._out, n)
         out = np.zeros((n, *self.spec.frame_shape), dtype=np.uint8)
-        out[:held] = self._out[:held].reshape(held, *self.spec.frame_shape)
+        _drain(st, self._ring, out.reshape(n, self._frame), n)  # rows after the last one holding events stay zero
         return out
 
 
