@@ -137,8 +137,10 @@ class Service:
     def _run(self, session: StreamSession, window: Window) -> None:
         """run -> decide -> publish for one window."""
         pipeline = self.supervisor.pipeline
-        if pipeline is None or not window.active:
-            decision = session.skip(window, len(pipeline.labels) if pipeline is not None else 0)
+        if pipeline is None:  # the segment was cut for a backend that is gone; _close drops it
+            return
+        if not window.active:
+            decision = session.skip(window, len(pipeline.labels))
         else:
             t0 = time.perf_counter_ns()
             run = self.supervisor.run(window.spikes)
@@ -152,7 +154,7 @@ class Service:
             self.publisher.pred(session.stream, seg.last_seq if seg else -1, session.stats.chunks,
                                 seg.segment_id if seg else None, window, run, pipeline, latency_ms)
             self.e2e.add(latency_ms)
-        if decision is not None and pipeline is not None and session.segment is not None:
+        if decision is not None and session.segment is not None:
             session.stats.gestures += 1
             seg = session.segment
             sent = self.publisher.gesture(session.stream, seg.last_seq, seg.segment_id, decision, pipeline)

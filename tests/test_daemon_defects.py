@@ -110,10 +110,10 @@ def test_live_overload_keeps_latency_within_the_lag_bound(tmp_path: Path) -> Non
         d.send_all(sender, interleave(*streams))
         # every stream flushed (queue empty, segment closed by silence): all that will be published is out
         status = d.wait_status(lambda b: len([k for k in b["streams"] if k.startswith("o")]) == 16
-                               and all(s.get("queue", 0) == 0 and s.get("segment") is None
+                               and all(s.get("queue", 0) == 0 and s.get("last_seq") is not None and s["segment"] is None
                                        for k, s in b["streams"].items() if k.startswith("o")), timeout_s=90)
         assert d.stop() == 0
-    assert sum(s.get("chunks", 0) for s in status["streams"].values()) >= 16
+    assert status["latency_ms"].get("n", 0) >= 1  # windows did run: the bound below is about them
     lat, inference = status["latency_ms"], status["inference_ms"]
     assert status["totals"]["dropped"] > 0  # it really was overloaded
     assert lat["max"] <= 100 + 3 * inference["max"] + 50, (lat, inference)
