@@ -158,7 +158,8 @@ def add_curve_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--curve-server-key",
         metavar="FILE|Z85",
-        help="the daemon's public key: its 40-character Z85 text or the NAME.key file from `s2gesture keys`",
+        help="the daemon's public key: its 40-character Z85 text or the NAME.key file from `s2gesture keys` "
+        "(write --curve-server-key=KEY: a Z85 key may start with '-')",
     )
     group.add_argument(
         "--curve-keys",

@@ -180,7 +180,8 @@ def test_every_client_reads_the_curve_options_through_one_function(command: str,
     server_z85 = zmq.auth.load_certificate(server_file)[0]
     module = importlib.import_module(f"s2gesture.clients.{command}")
     for server_value in (str(server_file), server_z85.decode()):
-        args = module.build_parser().parse_args(["--curve-server-key", server_value, "--curve-keys", str(client_secret)])
+        # the = form: a Z85 key may start with '-', which argparse would take for an option
+        args = module.build_parser().parse_args([f"--curve-server-key={server_value}", "--curve-keys", str(client_secret)])
         curve = bus.curve_from_args(args)
         assert curve is not None and curve.server_public == server_z85
         assert (curve.public, curve.secret) == zmq.auth.load_certificate(client_secret)
