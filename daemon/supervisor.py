@@ -118,11 +118,15 @@ class BackendSupervisor:
 
     # ------------------------------------------------------------------------------------ internals
 
-    def _serve(self, pipeline: Pipeline) -> None:
+    def _swap(self, pipeline: Pipeline) -> None:
+        """Serve ``pipeline`` from now on (sessions see the new generation and rebind)."""
         old, self.pipeline = self.pipeline, pipeline
         if old is not None and old is not pipeline:
             old.close()
         self.generation += 1
+
+    def _serve(self, pipeline: Pipeline) -> None:
+        self._swap(pipeline)
         self.counters["builds"] += 1
         self.state, self.error, self.retry_at = "ready", "", None
         self._retry_delay = self.retry_initial_s
@@ -147,10 +151,7 @@ class BackendSupervisor:
             self.error += f"; emulator fallback failed: {type(exc).__name__}: {exc}"
             self._log("error", "emulator fallback failed", error=str(exc))
             return
-        old, self.pipeline = self.pipeline, fallback
-        if old is not None:
-            old.close()
-        self.generation += 1
+        self._swap(fallback)
         self._log("warning", "serving on the emulator fallback", failed_backend=self.backend_name)
 
     @property
