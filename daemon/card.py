@@ -44,6 +44,14 @@ GESTURE_CLASSES: tuple[str, ...] = (
 #: right arm is a counter-clockwise circle of the left arm); the others are their own mirror
 GESTURE_MIRROR: tuple[int, ...] = (0, 2, 1, 6, 5, 4, 3, 7, 8, 9, 10)
 
+#: the "no gesture" outcome: a model trained with a background class lists it last in its card's classes;
+#: the decision policy never reports it as an onset, and a segment's final decision may be it
+NONE_CLASS = "none"
+#: the 11 gestures plus the background class, in output-neuron order (the bundled model's classes)
+CLASSES_WITH_NONE: tuple[str, ...] = (*GESTURE_CLASSES, NONE_CLASS)
+#: mirror labels of CLASSES_WITH_NONE (an idle scene mirrored is still idle)
+MIRROR_WITH_NONE: tuple[int, ...] = (*GESTURE_MIRROR, len(GESTURE_CLASSES))
+
 #: the card's conversion section is the backends' own options record, not a copy of its fields
 ConversionSpec = ChipOptions
 
@@ -83,6 +91,11 @@ class ModelCard:
     #: measured accuracies and the like
     metrics: Mapping[str, Any] = field(default_factory=dict)
     schema: int = CARD_SCHEMA
+
+    @property
+    def none_index(self) -> int | None:
+        """Output index of the background class ``NONE_CLASS``, or None for a model without one."""
+        return self.classes.index(NONE_CLASS) if NONE_CLASS in self.classes else None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict."""
