@@ -63,14 +63,23 @@ class InputSpec:
     width: int = 32
     height: int = 32
     channels: int = 2
-    #: a name in preprocess.MAPPINGS, e.g. "center-crop-scale": crop the sensor's centre to the input
-    #: aspect ratio, then scale down; "scale": scale each axis independently (aspect ratio not kept).
+    #: a name in preprocess.MAPPINGS. Field of view: "center-crop-scale" crops the sensor's centre to the
+    #: input aspect ratio, then scales down; "scale" scales each axis independently (aspect ratio not kept).
+    #: Subject size: "subject" crops a box of the size training cropped from ``trained_sensor_size``
+    #: (centred, or ``crop_box``) and scales it, so a person as many pixels tall as in training is as big
+    #: in the input on any sensor (docs/cameras.md, "Sensor mapping").
     mapping: str = "center-crop-scale"
     dt_us: int = 1000
     #: 4-neighbour denoise window in microseconds; 0 disables denoising.
     denoise_us: int = 10_000
-    #: sensor the model was trained on, informative (the daemon maps any sensor).
+    #: sensor the model was trained on (the daemon maps any sensor; mapping "subject" keeps its scale).
     trained_sensor_size: tuple[int, int] = (128, 128)
+    #: mapping "subject" only: the sensor box [x0, y0, width, height] to scale onto the input, for a model
+    #: made for one camera (a deployment sets it per sensor in the daemon's model.input_mapping instead)
+    crop_box: tuple[int, int, int, int] | None = None
+    #: trained-sensor pixels per metre at the training subjects' distance; 0 = not recorded. With it,
+    #: `s2gesture calibrate` turns a lens (focal length, pixel pitch, working distance) into a crop box.
+    trained_pixels_per_metre: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,8 @@ class ModelCard:
         out = dataclasses.asdict(self)
         out["classes"] = list(self.classes)
         out["input"]["trained_sensor_size"] = list(self.input.trained_sensor_size)
+        if self.input.crop_box is not None:
+            out["input"]["crop_box"] = list(self.input.crop_box)
         return out
 
     @classmethod
@@ -136,6 +147,13 @@ class ModelCard:
             kwargs = dict(raw)
             if "trained_sensor_size" in kwargs:
                 kwargs["trained_sensor_size"] = tuple(kwargs["trained_sensor_size"])
+            if kwargs.get("crop_box") is not None:
+                if not isinstance(kwargs["crop_box"], list | tuple):
+                    problems.append(
+                        f"field 'input.crop_box' must be [x0, y0, width, height], found {kwargs['crop_box']!r}"
+                    )
+                    continue
+                kwargs["crop_box"] = tuple(kwargs["crop_box"])
             if klass is ChipOptions:
                 # ChipOptions validates itself; collect every problem with its field path instead of the first
                 checked = dataclasses.replace(_UNCHECKED, **kwargs)
@@ -154,6 +172,18 @@ class ModelCard:
             spec: InputSpec = sub["input"]
             if spec.mapping not in MAPPINGS:
                 problems.append(f"field 'input.mapping' is {spec.mapping!r}; expected one of {list(MAPPINGS)}")
+            if spec.crop_box is not None:
+                from .preprocess import crop_box_problem
+
+                if spec.mapping != "subject":
+                    problems.append(
+                        f"field 'input.crop_box' is only used by mapping 'subject', but 'input.mapping' is "
+                        f"{spec.mapping!r}; set \"mapping\": \"subject\" or drop the crop box"
+                    )
+                # the card names no sensor: its shape is checked here, its placement per stream
+                why = crop_box_problem(list(spec.crop_box), (32767, 32767), (spec.width, spec.height))
+                if why:
+                    problems.append(f"field 'input.crop_box': {why}")
             if spec.dt_us <= 0:
                 problems.append(f"field 'input.dt_us' must be > 0, found {spec.dt_us}")
             if spec.channels not in (1, 2):

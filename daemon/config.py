@@ -95,6 +95,15 @@ class OutputConfig(_Endpoints):
     status_interval_s: float = Field(default=1.0, gt=0, le=3600)
 
 
+class SensorMappingConfig(_Section):
+    """How one camera's sensor is mapped to the model input (replaces the card's ``input.mapping``)."""
+
+    #: a name in preprocess.MAPPINGS; "subject" keeps the subject's size (docs/cameras.md, "Sensor mapping")
+    mapping: str = "subject"
+    #: mapping "subject": the sensor box [x0, y0, width, height]; none: training's box size, centred
+    crop_box: tuple[int, int, int, int] | None = None
+
+
 class ModelConfig(_Section):
     """The model artifact served."""
 
@@ -102,6 +111,37 @@ class ModelConfig(_Section):
     path: str = ""
     #: a JSON card for graphs made by other tools (replaces the graph's own card)
     card: str = ""
+    #: per camera, keyed by its sensor size "WIDTHxHEIGHT" (or "*" for any other): the mapping to the
+    #: model input, e.g. {"346x260" = {mapping = "subject", crop_box = [109, 66, 128, 128]}} (`s2gesture
+    #: calibrate` writes it)
+    input_mapping: dict[str, SensorMappingConfig] = Field(default_factory=dict)
+
+    @field_validator("input_mapping")
+    @classmethod
+    def _mappings_usable(cls, value: dict[str, SensorMappingConfig]) -> dict[str, SensorMappingConfig]:
+        from .preprocess import MAPPINGS, crop_box_problem
+
+        problems = []
+        for key, entry in value.items():
+            size = key.lower().split("x")
+            sensor = (int(size[0]), int(size[1])) if len(size) == 2 and all(p.isdigit() for p in size) else None
+            if key != "*" and (sensor is None or 0 in sensor):
+                problems.append(f"key {key!r} is not a sensor size: use \"WIDTHxHEIGHT\" (e.g. \"346x260\") or \"*\"")
+                continue
+            if entry.mapping not in MAPPINGS:
+                problems.append(f"[{key}] mapping {entry.mapping!r} is unknown; expected one of {list(MAPPINGS)}")
+            if entry.crop_box is not None:
+                if entry.mapping != "subject":
+                    problems.append(f"[{key}] crop_box is only used by mapping \"subject\", not {entry.mapping!r}")
+                elif sensor is None:
+                    problems.append(f"[{key}] a crop_box belongs to one sensor size: key it \"WIDTHxHEIGHT\", not \"*\"")
+                else:
+                    why = crop_box_problem(list(entry.crop_box), sensor)
+                    if why:
+                        problems.append(f"[{key}] {why}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
 
 class BackendConfig(_Section):

@@ -19,7 +19,14 @@ from .card import Model, read_model
 from .chunking import ChunkPlan, fit_plan, run_window
 from .config import DaemonConfig
 from .decision import DecisionParams
-from .errors import BackendError, ChipMemoryError, ConfigError, ModelCardError, UnsupportedGraphError
+from .errors import (
+    BackendError,
+    ChipMemoryError,
+    ConfigError,
+    ModelCardError,
+    PreprocessError,
+    UnsupportedGraphError,
+)
 from .preprocess import PreprocessSpec, warm_up
 from .streams import SessionRules, make_segment_factory
 from .wire import WireLimits
@@ -82,6 +89,14 @@ def check_model(config: DaemonConfig, model: Model, backend_name: str | None = N
             f"the graph takes input {tuple(backend.input_shape)} but the card's input spec makes {frame_shape} "
             "(channels, height, width); fix the card's 'input'"
         )
+    # each camera's mapping against this model's input (a crop box of the wrong aspect ratio), before serving
+    for key in config.model.input_mapping:
+        if key != "*":
+            try:
+                width, height = (int(v) for v in key.lower().split("x"))
+                PreprocessSpec.from_card(card_in, (width, height), config.model.input_mapping)
+            except PreprocessError as exc:
+                problems.append(f"model.input_mapping[{key}]: {exc}")
     if problems:
         backend.close()
         msg = f"{where}: " + "; ".join(problems)
@@ -151,8 +166,10 @@ class Pipeline:
 
     def segment_factory(self) -> Any:
         """Fresh preprocessing, chunking and decision state for a stream segment of this model."""
-        card_input = self.model.card.input
-        return make_segment_factory(self.rules, lambda sensor: PreprocessSpec.from_card(card_input, sensor), self.plan)
+        card_input, overrides = self.model.card.input, self.config.model.input_mapping
+        return make_segment_factory(
+            self.rules, lambda sensor: PreprocessSpec.from_card(card_input, sensor, overrides), self.plan
+        )
 
     def label(self, class_id: int) -> str:
         """The card's label of a class (``none`` for -1: no evidence)."""

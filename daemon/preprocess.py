@@ -14,7 +14,12 @@ Stages, in this order, all in one compiled pass over the events:
    centre to the input aspect ratio, then scales with integer arithmetic ``x_out = (x - x0) * w // W_crop``
    (tonic's ``Downsample`` computes ``int(x * factor)`` in floating point, identical for power-of-two
    factors such as 128 -> 32; ours never suffers float rounding). ``scale`` scales each axis
-   independently; ``center-crop`` only crops.
+   independently; ``center-crop`` only crops. These keep the *field of view*: a bigger sensor is shrunk
+   more. ``subject`` keeps the *subject's size* instead: it crops a box of the size the training used
+   (``center-crop-scale``'s box on ``trained_sensor_size``, e.g. 128x128 -> 32x32: 4 sensor pixels per
+   input pixel), centred on the sensor, or the explicit ``crop_box = (x0, y0, width, height)``, and
+   scales that box onto the input with the same integer rule. A centred box larger than a small sensor
+   leaves the input's margins empty (the subject keeps its size); an explicit box must lie on the sensor.
 3. **Bin** into binary spikes ``uint8 [T, C, H, W]``: tick ``k`` covers ``[t0 + k*dt, t0 + (k+1)*dt)``;
    channel 0 = OFF (p False), 1 = ON (p True), as tonic's ``ToFrame``; with ``channels=1`` both
    polarities share one channel. A pixel that fires more than once in a tick is 1 (the chip's input is
@@ -50,42 +55,127 @@ MAX_OUTPUT_BYTES = 2**31  # a recording whose spikes would exceed this has broke
 
 
 def _scale_axis(n_in: int, n_out: int, lo: int, n_used: int) -> npt.NDArray[np.int32]:
-    """Lookup table for pixels ``lo .. lo+n_used-1`` scaled onto ``n_out`` by ``(x - lo) * n_out // n_used``."""
+    """Lookup table for pixels ``lo .. lo+n_used-1`` scaled onto ``n_out`` by ``(x - lo) * n_out // n_used``.
+
+    The range may reach past either end of the sensor (``lo < 0``, a box bigger than a small sensor):
+    only the sensor's own pixels get entries, so the input keeps empty margins there.
+    """
     table = np.full(n_in, -1, dtype=np.int32)
-    xs = np.arange(n_used, dtype=np.int64)
-    table[lo : lo + n_used] = (xs * n_out) // n_used
+    a, b = max(lo, 0), min(lo + n_used, n_in)
+    if b > a:
+        xs = np.arange(a - lo, b - lo, dtype=np.int64)
+        table[a:b] = (xs * n_out) // n_used
     return table
 
 
-def _map_center_crop_scale(sensor: tuple[int, int], out: tuple[int, int]) -> tuple[Any, Any]:
+def _center_crop_size(sensor: tuple[int, int], out: tuple[int, int]) -> tuple[int, int]:
+    """Size of the largest centred box of the input's aspect ratio on ``sensor`` (what center-crop-scale uses)."""
     (W, H), (w, h) = sensor, out
     # Crop the larger side so that the used region has the model's aspect ratio w:h.
     if W * h > H * w:
-        Wc, Hc = (H * w) // h, H
-    else:
-        Wc, Hc = W, (W * h) // w
+        return (H * w) // h, H
+    return W, (W * h) // w
+
+
+def _map_center_crop_scale(spec: PreprocessSpec) -> tuple[Any, Any]:
+    (W, H), (w, h) = spec.sensor_size, spec.input_size
+    Wc, Hc = _center_crop_size(spec.sensor_size, spec.input_size)
     return _scale_axis(W, w, (W - Wc) // 2, Wc), _scale_axis(H, h, (H - Hc) // 2, Hc)
 
 
-def _map_scale(sensor: tuple[int, int], out: tuple[int, int]) -> tuple[Any, Any]:
-    (W, H), (w, h) = sensor, out
+def _map_scale(spec: PreprocessSpec) -> tuple[Any, Any]:
+    (W, H), (w, h) = spec.sensor_size, spec.input_size
     return _scale_axis(W, w, 0, W), _scale_axis(H, h, 0, H)
 
 
-def _map_center_crop(sensor: tuple[int, int], out: tuple[int, int]) -> tuple[Any, Any]:
-    (W, H), (w, h) = sensor, out
+def _map_center_crop(spec: PreprocessSpec) -> tuple[Any, Any]:
+    (W, H), (w, h) = spec.sensor_size, spec.input_size
     if w > W or h > H:
-        msg = f"mapping 'center-crop': input size {out} must fit in the sensor {sensor}; use 'center-crop-scale'"
+        msg = (
+            f"mapping 'center-crop': input size {spec.input_size} must fit in the sensor {spec.sensor_size}; "
+            "use 'center-crop-scale'"
+        )
         raise PreprocessError(msg)
     return _scale_axis(W, w, (W - w) // 2, w), _scale_axis(H, h, (H - h) // 2, h)
 
 
-#: name -> function (sensor (W, H), input (w, h)) -> (x lookup table, y lookup table)
-MAPPINGS: dict[str, Callable[[tuple[int, int], tuple[int, int]], tuple[Any, Any]]] = {
+def subject_box(spec: PreprocessSpec) -> tuple[int, int, int, int]:
+    """The sensor box ``(x0, y0, width, height)`` that mapping ``subject`` scales onto the input.
+
+    ``crop_box`` when given; otherwise a box of the size training cropped from its sensor (so one input
+    pixel covers as many sensor pixels as in training), centred on this sensor.
+    """
+    if spec.crop_box is not None:
+        return spec.crop_box
+    (W, H) = spec.sensor_size
+    Wc, Hc = _center_crop_size(spec.trained_sensor_size, spec.input_size)
+    return (W - Wc) // 2, (H - Hc) // 2, Wc, Hc
+
+
+def _map_subject(spec: PreprocessSpec) -> tuple[Any, Any]:
+    (W, H), (w, h) = spec.sensor_size, spec.input_size
+    x0, y0, bw, bh = subject_box(spec)
+    return _scale_axis(W, w, x0, bw), _scale_axis(H, h, y0, bh)
+
+
+#: name -> function (spec) -> (x lookup table, y lookup table); the spec carries the sensor, input,
+#: trained sensor and crop box sizes
+MAPPINGS: dict[str, Callable[[PreprocessSpec], tuple[Any, Any]]] = {
     "center-crop-scale": _map_center_crop_scale,
     "scale": _map_scale,
     "center-crop": _map_center_crop,
+    "subject": _map_subject,
 }
+
+
+def crop_box_problem(
+    box: tuple[int, ...] | list[int], sensor_size: tuple[int, int], input_size: tuple[int, int] | None = None
+) -> str | None:
+    """Why ``box = (x0, y0, width, height)`` cannot be a crop box on ``sensor_size`` (None when it can).
+
+    The box must lie on the sensor; with ``input_size`` its aspect ratio must also be the input's (to
+    within one sensor pixel of rounding), or the subject would be stretched.
+    """
+    W, H = sensor_size
+    if len(box) != 4 or any(isinstance(v, bool) or not isinstance(v, int | np.integer) for v in box):
+        return f"crop box {list(box)!r}: expected four integers [x0, y0, width, height] in sensor pixels"
+    x0, y0, bw, bh = (int(v) for v in box)
+    if bw <= 0 or bh <= 0:
+        return f"crop box [{x0}, {y0}, {bw}, {bh}]: width and height must be > 0"
+    if x0 < 0 or y0 < 0 or x0 + bw > W or y0 + bh > H:
+        fit_x, fit_y = min(max(x0, 0), max(W - bw, 0)), min(max(y0, 0), max(H - bh, 0))
+        fix = (
+            f"move it to [{fit_x}, {fit_y}, {bw}, {bh}]"
+            if bw <= W and bh <= H
+            else f"a box of at most {W}x{H} pixels"
+        )
+        return (
+            f"crop box [{x0}, {y0}, {bw}, {bh}] (x0, y0, width, height) reaches x {x0}..{x0 + bw - 1}, "
+            f"y {y0}..{y0 + bh - 1}, outside the {W}x{H} sensor (x 0..{W - 1}, y 0..{H - 1}); the box must "
+            f"lie on the sensor: {fix}, or let `s2gesture calibrate` pick one"
+        )
+    if input_size is not None:
+        w, h = input_size
+        if abs(bw * h - bh * w) >= max(w, h):
+            return (
+                f"crop box [{x0}, {y0}, {bw}, {bh}]: its aspect ratio {bw}:{bh} is not the model input's "
+                f"{w}:{h}, so the subject would be stretched; use a height of {round(bw * h / w)} for that width"
+            )
+    return None
+
+
+def _override_of(overrides: Any, sensor_size: tuple[int, int]) -> Any:
+    """The per-sensor override for ``sensor_size`` (key ``"WxH"``, else ``"*"``), or None."""
+    if not overrides:
+        return None
+    key = f"{int(sensor_size[0])}x{int(sensor_size[1])}"
+    return overrides.get(key, overrides.get("*"))
+
+
+def _field(source: Any, name: str, default: Any = None) -> Any:
+    if isinstance(source, dict):
+        return source.get(name, default)
+    return getattr(source, name, default)
 
 
 @dataclass(frozen=True)
@@ -98,9 +188,13 @@ class PreprocessSpec:
     denoise_us: int = 10_000
     dt_us: int = 1000
     channels: int = 2
+    #: the sensor the model was trained on: mapping ``subject`` crops the box training used on it
+    trained_sensor_size: tuple[int, int] = (128, 128)
+    #: mapping ``subject`` only: the sensor box ``(x0, y0, width, height)`` scaled onto the input
+    crop_box: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("sensor_size", "input_size"):
+        for name in ("sensor_size", "input_size", "trained_sensor_size"):
             value = getattr(self, name)
             if len(value) != 2 or any(int(v) != v or v <= 0 for v in value):
                 msg = f"PreprocessSpec.{name}: expected (width, height) positive integers, found {value!r}"
@@ -122,17 +216,39 @@ class PreprocessSpec:
             raise PreprocessError(msg)
         object.__setattr__(self, "dt_us", int(self.dt_us))
         object.__setattr__(self, "denoise_us", int(self.denoise_us))
+        if self.crop_box is not None:
+            if self.mapping != "subject":
+                msg = (
+                    f"PreprocessSpec.crop_box {list(self.crop_box)} is only used by mapping 'subject', but the "
+                    f"mapping is {self.mapping!r}; set mapping = \"subject\" or drop the crop box"
+                )
+                raise PreprocessError(msg)
+            why = crop_box_problem(self.crop_box, self.sensor_size, self.input_size)
+            if why:
+                raise PreprocessError(f"PreprocessSpec: {why}")
+            object.__setattr__(self, "crop_box", tuple(int(v) for v in self.crop_box))
 
     @classmethod
-    def from_card(cls, input_spec: Any, sensor_size: tuple[int, int]) -> PreprocessSpec:
-        """The spec for a model card's ``InputSpec`` and the sensor that produces the events."""
+    def from_card(cls, input_spec: Any, sensor_size: tuple[int, int], overrides: Any = None) -> PreprocessSpec:
+        """The spec for a model card's ``InputSpec`` and the sensor that produces the events.
+
+        ``overrides`` (the daemon's ``model.input_mapping``): sensor ``"WxH"`` (or ``"*"``) -> an object or
+        dict with ``mapping`` and ``crop_box``, replacing the card's mapping for that sensor.
+        """
+        mapping, crop_box = str(input_spec.mapping), getattr(input_spec, "crop_box", None)
+        override = _override_of(overrides, sensor_size)
+        if override is not None:
+            mapping, crop_box = str(_field(override, "mapping", "subject")), _field(override, "crop_box")
+        trained = getattr(input_spec, "trained_sensor_size", (128, 128))
         return cls(
             sensor_size=tuple(sensor_size),  # type: ignore[arg-type]
             input_size=(int(input_spec.width), int(input_spec.height)),
-            mapping=str(input_spec.mapping),
+            mapping=mapping,
             denoise_us=int(input_spec.denoise_us),
             dt_us=int(input_spec.dt_us),
             channels=int(input_spec.channels),
+            trained_sensor_size=(int(trained[0]), int(trained[1])),
+            crop_box=None if crop_box is None else tuple(int(v) for v in crop_box),  # type: ignore[arg-type]
         )
 
     @property
@@ -144,7 +260,7 @@ class PreprocessSpec:
 @lru_cache(maxsize=64)
 def mapping_tables(spec: PreprocessSpec) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
     """Lookup tables sensor x -> input x and sensor y -> input y (-1 where the pixel is cropped away)."""
-    xmap, ymap = MAPPINGS[spec.mapping](spec.sensor_size, spec.input_size)
+    xmap, ymap = MAPPINGS[spec.mapping](spec)
     xmap.flags.writeable = False
     ymap.flags.writeable = False
     return xmap, ymap
@@ -652,9 +768,11 @@ __all__ = [
     "MAPPINGS",
     "PreprocessSpec",
     "StreamPreprocessor",
+    "crop_box_problem",
     "denoise",
     "map_events",
     "mapping_tables",
     "preprocess_recording",
+    "subject_box",
     "warm_up",
 ]
