@@ -12,6 +12,10 @@ For every model the report gives, on the same test recordings:
   snnTorch semantics), projection latency alone, reset timing alone, both (torch chip simulator), and the
   full chip on the emulator (the daemon's backend, which the torch chip simulator matches spike for spike);
 - drops in percentage points against the float model, paired per seed (mean +- std over seeds);
+- for every row, accuracy with a 95 % interval that resamples *users* (``user_ci``, a cluster bootstrap:
+  recordings of one person are correlated), per-user and per-lighting accuracy and the worst user
+  (:mod:`s2gesture.models.userstats`), on the full recordings (the first window where no full recording
+  was run);
 - confusion matrices (PNG), memory per layer (float32 vs int8, and per PE from the emulator's
   ``MappingReport``), PEs used.
 
@@ -30,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import userstats
 from .binned import BinnedSet
 from .train import RUN_TICKS
 
@@ -194,6 +199,18 @@ def confusion(labels: np.ndarray, preds: np.ndarray, n: int = 11) -> np.ndarray:
     return m
 
 
+def recording_sessions(test: BinnedSet) -> tuple[list[str], list[str]]:
+    """User and lighting of every test recording (``"unknown"`` where the set does not say)."""
+    names = test.names or [""] * len(test)
+    users = test.users or [""] * len(test)
+    out_users, out_lightings = [], []
+    for user, name in zip(users, names, strict=True):
+        found_user, lighting = userstats.session_of(name, {"user": user} if user else None)
+        out_users.append(found_user)
+        out_lightings.append(lighting)
+    return out_users, out_lightings
+
+
 def _stats(values: list[float]) -> dict[str, float]:
     arr = np.asarray(values, dtype=np.float64)
     return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
@@ -291,6 +308,7 @@ def evaluate(
 
     labels = test.labels
     n = len(test)
+    users, lightings = recording_sessions(test)
     offsets = {"first": window_offsets(test, window, None)} | {
         f"seed{s}": window_offsets(test, window, s) for s in seeds
     }
@@ -378,13 +396,18 @@ def evaluate(
             "full_preds": None if full is None else full.tolist(),
         }
         row["window_acc"] = _stats(row["seed_window_acc"])
+        # the interval over users is taken on what the daemon would answer (the full recording) where run
+        basis, basis_preds = ("full recording", full) if full is not None else ("first window", preds["first"])
+        row["user_stats_basis"] = basis
+        row.update(userstats.accuracy_stats(basis_preds == labels, users, lightings))
         rows.append(row)
         confusions[f"{name} | first window"] = confusion(labels, preds["first"])
         if full is not None:
             confusions[f"{name} | full recording"] = confusion(labels, full)
         progress(
             f"{name}: first window {row['first_window_acc']:.4f}, random windows "
-            f"{row['window_acc']['mean']:.4f} +- {row['window_acc']['std']:.4f}, full {row['full_recording_acc']}"
+            f"{row['window_acc']['mean']:.4f} +- {row['window_acc']['std']:.4f}, full {row['full_recording_acc']}; "
+            f"{basis}: {row['summary']}"
         )
     base = rows[0]
     for row in rows:
@@ -400,7 +423,7 @@ def evaluate(
     for b in backends.values():
         b.close()
     return {
-        "test_set": test.summary(),
+        "test_set": test.summary() | {"lightings": sorted(set(lightings)), "n_users": len(set(users))},
         "n_test": len(test),
         "labels": labels.tolist(),
         "window_ticks": window,
@@ -537,6 +560,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {r['name']} | {100 * w['mean']:.2f} ± {100 * w['std']:.2f} % | {d['mean']:+.2f} ± {d['std']:.2f} | "
             f"{100 * r['first_window_acc']:.2f} % | {full} | {full_drop} |"
         )
+    lines += users_section(report)
     for name, mem in report["memory"].items():
         lines += [
             "",
@@ -564,6 +588,37 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("neurobench"):
         lines += neurobench_section(report["neurobench"])
     return "\n".join(lines) + "\n"
+
+
+def users_section(report: dict[str, Any]) -> list[str]:
+    """Markdown lines: each row's accuracy with its interval over users, then accuracy per user and per lighting."""
+    rows = [r for r in report["rows"] if "user_ci" in r]
+    if not rows:
+        return []  # a report written before the per-user figures existed
+    first = rows[0]["user_ci"]
+    lines = [
+        "",
+        f"Intervals resample users ({100 * first['level']:.0f} %, cluster bootstrap, {first['n_boot']} resamples, "
+        f"seed {first['seed']}): recordings of one person are correlated, so users, not recordings, are the "
+        "independent tries (docs/evaluation.md, \"Intervals that resample users\"). Per row, on its full "
+        "recordings (the first window where none were run):",
+        "",
+    ]
+    lines += [f"- ({i}) {r['name']} [{r['user_stats_basis']}]: {r['summary']}" for i, r in enumerate(rows, 1)]
+    cols = " | ".join(f"({i})" for i in range(1, len(rows) + 1))
+    lines += ["", f"| user | recordings | {cols} |", "|---|---|" + "---|" * len(rows)]
+    for j, u in enumerate(rows[0]["per_user"]):
+        accs = " | ".join(f"{100 * r['per_user'][j]['acc']:.1f} %" for r in rows)
+        lines.append(f"| {u['user']} | {u['n']} | {accs} |")
+    lines += ["", f"| lighting | recordings | users | {cols} |", "|---|---|---|" + "---|" * len(rows)]
+    for j, li in enumerate(rows[0]["per_lighting"]):
+        accs = " | ".join(
+            f"{100 * r['per_lighting'][j]['acc']:.1f} % [{100 * r['per_lighting'][j]['lo']:.1f}, "
+            f"{100 * r['per_lighting'][j]['hi']:.1f}]"
+            for r in rows
+        )
+        lines.append(f"| {li['lighting']} | {li['n']} | {li['n_users']} | {accs} |")
+    return lines
 
 
 def neurobench_section(metrics: dict[str, Any]) -> list[str]:

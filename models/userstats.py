@@ -27,6 +27,9 @@ UNKNOWN = "unknown"
 #: users with fewer recordings than this get no per-user interval (a binomial interval over 1-4 tries says little)
 MIN_RECORDINGS_FOR_INTERVAL = 5
 METHOD = "cluster bootstrap over users (percentile interval)"
+#: below this many users a bootstrap over users is known to be too narrow (it cannot see users unlike the few
+#: it has); the summary line says so
+FEW_USERS = 10
 
 
 def _as_inputs(
@@ -191,7 +194,11 @@ def summary_line(stats: Mapping[str, Any]) -> str:
     """``accuracy 91.2 % [87.0, 94.8] (95 % CI over 20 users, cluster bootstrap); worst user user23 80.0 %``."""
     ci, worst = stats["user_ci"], stats["worst_user"]
     users = f"{ci['n_users']} user" + ("s" if ci["n_users"] != 1 else "")
-    note = "" if ci["n_users"] > 1 else ", no spread: one user"
+    note = ""
+    if ci["n_users"] == 1:
+        note = ", no spread: one user"
+    elif ci["n_users"] < FEW_USERS:
+        note = f", too narrow below {FEW_USERS} users"
     return (
         f"accuracy {100 * ci['mean']:.1f} % [{100 * ci['lo']:.1f}, {100 * ci['hi']:.1f}] "
         f"({100 * ci['level']:.0f} % CI over {users}, cluster bootstrap{note}); "

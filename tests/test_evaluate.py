@@ -52,12 +52,36 @@ def test_report_has_every_row_and_the_emulator_matches_the_torch_chip_simulator(
     total = report["memory"]["ptq100"]["weights"][-1]
     assert total["float32_bytes"] == 4 * total["int8_bytes"]
     assert report["chunk_plan"]["window"] <= 874
+    _check_user_stats(report, n=5, n_users=2)
     report["rows"][2]["full_recording_acc"] = None  # torch rows without full recordings (the default)
     report["rows"][2]["drop_pp"]["full_recording"] = None
     write_report(report, tmp_path, GESTURE_CLASSES)
     assert json.loads((tmp_path / "report.json").read_text())["n_test"] == 5
     assert (tmp_path / "confusion.png").stat().st_size > 1000
-    assert "| float" in (tmp_path / "report.md").read_text()
+    md = (tmp_path / "report.md").read_text()
+    assert "| float" in md
+    assert "| user30 | 3 |" in md and "| user31 | 2 |" in md
+    assert report["rows"][-1]["summary"] in md
+
+
+def _check_user_stats(report: dict, n: int, n_users: int) -> None:
+    """Every row's interval over users, per-user and per-lighting rows agree with its own accuracy."""
+    labels = np.asarray(report["labels"])
+    for row in report["rows"]:
+        basis = row["full_preds"] if row["user_stats_basis"] == "full recording" else row["first_preds"]
+        acc = row["full_recording_acc"] if row["user_stats_basis"] == "full recording" else row["first_window_acc"]
+        assert float(np.mean(np.asarray(basis) == labels)) == acc
+        ci = row["user_ci"]
+        assert (ci["n"], ci["n_users"]) == (n, n_users)
+        assert ci["lo"] <= ci["mean"] <= ci["hi"] and ci["mean"] == acc
+        users = row["per_user"]
+        assert sum(u["n"] for u in users) == n
+        # per-user accuracies weighted by their recordings average back to the whole set's
+        assert sum(u["correct"] for u in users) == round(acc * n)
+        assert abs(sum(u["acc"] * u["n"] for u in users) / n - acc) < 1e-12
+        assert row["worst_user"]["acc"] == min(u["acc"] for u in users)
+        assert sum(li["n"] for li in row["per_lighting"]) == n
+        assert row["summary"].startswith(f"accuracy {100 * acc:.1f} %")
 
 
 def test_nir_file_rebuilds_the_same_torch_model(tmp_path) -> None:
@@ -86,8 +110,10 @@ def _write_tiny_dataset(root, seed: int) -> None:
     from s2gesture.models.datasets.tonic_layout import write_sample
 
     rng = np.random.default_rng(seed)
-    for split, users in (("train", (1, 2)), ("test", (3,))):
+    # two test users under different lightings, so the report has users and lightings to break down
+    for split, users in (("train", (1, 2)), ("test", (3, 4))):
         for user in users:
+            lighting = "natural" if user == 4 else "led"
             for label in range(3):
                 n = 12_000
                 x0 = 10 + 36 * label  # each label lights its own column band
@@ -95,7 +121,7 @@ def _write_tiny_dataset(root, seed: int) -> None:
                     rng.integers(x0, x0 + 30, n), rng.integers(10, 118, n), rng.random(n) < 0.5,
                     np.sort(rng.integers(0, 400_000, n)),
                 )  # fmt: skip
-                write_sample(root, split, user, "led", label, ev)
+                write_sample(root, split, user, lighting, label, ev)
 
 
 def test_the_four_commands_run_end_to_end_on_a_dataset(tmp_path) -> None:
@@ -122,5 +148,16 @@ def test_the_four_commands_run_end_to_end_on_a_dataset(tmp_path) -> None:
             str(run / "qat.nir"), "--out", str(run / "report"), "--window", "100"]  # fmt: skip
     assert evaluate_mod.cli(args) == 0
     report = json.loads((run / "report" / "report.json").read_text())
-    assert report["n_test"] == 3
+    assert report["n_test"] == 6
     assert {r["model"] for r in report["rows"]} == {"float", "ptq", "qat"}
+    # users and lightings come from the tonic folder names (userNN_<lighting>)
+    assert report["test_set"]["lightings"] == ["led", "natural"]
+    _check_user_stats(report, n=6, n_users=2)
+    by_kind = {r["kind"]: r["user_stats_basis"] for r in report["rows"]}
+    assert by_kind == {"float": "full recording", "snntorch": "first window", "latency": "first window",
+                       "reset": "first window", "emulator": "full recording"}  # fmt: skip
+    for row in report["rows"]:
+        lit = {li["lighting"]: li for li in row["per_lighting"]}
+        assert lit["led"]["n_users"] == lit["natural"]["n_users"] == 1
+    md = (run / "report" / "report.md").read_text()
+    assert "cluster bootstrap" in md and "| user03 | 3 |" in md and "| natural | 3 | 1 |" in md

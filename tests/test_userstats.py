@@ -124,6 +124,10 @@ def test_summary_line_and_card_summary_are_json_and_agree() -> None:
     assert "95 % CI over 20 users, cluster bootstrap" in card["summary"]
     assert card["summary"].endswith("worst user user07 54.5 %")
     assert summary_line(accuracy_stats(correct, users, ["led"] * 220, n_boot=500)) == card["summary"]
+    few = accuracy_stats(correct[:33], users[:33], ["led"] * 33, n_boot=100)["summary"]
+    assert "over 3 users, cluster bootstrap, too narrow below 10 users)" in few
+    one = accuracy_stats(correct[:11], users[:11], ["led"] * 11, n_boot=100)["summary"]
+    assert "over 1 user, cluster bootstrap, no spread: one user)" in one
 
 
 def test_session_of_reads_meta_then_the_layout_names() -> None:
