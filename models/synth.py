@@ -28,7 +28,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +36,18 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from s2gesture.daemon.card import GESTURE_CLASSES, GESTURE_MIRROR
+from s2gesture.daemon.card import GESTURE_CLASSES, GESTURE_MIRROR, MIRROR_WITH_NONE
 from s2gesture.daemon.events import EVENT_DTYPE, Events, Recording
 
 SENSOR_SIZE = (128, 128)
 FRAME_US = 1000  # rendering period: 1 kHz, events are timed within a frame by interpolation
 N_CLASSES = len(GESTURE_CLASSES)
+#: label of the background class "none" (distractor scenes: :data:`DISTRACTORS`), written only with ``with_none``
+NONE_LABEL = N_CLASSES
 #: label -> label of the left-right mirrored gesture (the table lives next to the class names)
-MIRROR_LABEL: dict[int, int] = dict(enumerate(GESTURE_MIRROR))
+MIRROR_LABEL: dict[int, int] = dict(enumerate(MIRROR_WITH_NONE))
+#: labels whose mirror image is the same gesture: a left-handed user performs these mirrored
+SELF_MIRRORED = tuple(label for label, m in enumerate(GESTURE_MIRROR) if m == label)
 
 Array = npt.NDArray[np.float64]
 
@@ -85,6 +89,8 @@ class User:
     shirt: float
     skin: float
     background: float
+    #: +1 right-handed, -1 left-handed (performs the self-mirrored gestures mirrored)
+    handed: int = 1
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,8 @@ class Take:
     sway_hz: float = 0.3
     bob_px: float = 0.0
     idle_seed: int = 0
+    #: for the "none" label: the kind of distractor scene (a key of DISTRACTORS)
+    distractor: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,23 +136,34 @@ def make_camera(seed: int, sensor_size: tuple[int, int] = SENSOR_SIZE, mismatch:
     )
 
 
-def make_user(seed: int, user: int) -> User:
-    """The subject ``user`` of dataset ``seed`` (body size, position, speed, amplitude, reflectances)."""
+def make_user(seed: int, user: int, sensor_size: tuple[int, int] = SENSOR_SIZE) -> User:
+    """The subject ``user`` of dataset ``seed`` (body size, position, speed, amplitude, reflectances, hand).
+
+    The subject's size and offset from the sensor's centre are in pixels, so the same user on a bigger
+    sensor is the same figure with more wall around it (a camera with the same lens and pixel pitch).
+    """
     rng = np.random.default_rng(np.random.SeedSequence([seed, user, 0x05E2]))
-    background = rng.uniform(0.15, 0.4)
-    # Clothing darker or brighter than the wall, never nearly equal to it (no edge at all).
-    shirt = rng.uniform(0.04, 0.09) if rng.random() < 0.5 else rng.uniform(0.6, 0.95)
-    skin = rng.uniform(0.45, 0.8)
+    background = rng.uniform(0.12, 0.5)
+    # Clothing anywhere from black to white, mid-greys included (weak edges), but never within 0.05 of
+    # the wall: a shirt exactly the wall's grey has no edge at all, and no camera sees that body.
+    shirt = rng.uniform(0.03, 0.95)
+    while abs(shirt - background) < 0.05:
+        shirt = rng.uniform(0.03, 0.95)
+    skin = rng.uniform(0.3, 0.85)
+    scale = rng.uniform(20.0, 36.0)
+    W, H = sensor_size
     return User(
         user=user,
-        scale_px=rng.uniform(24.0, 32.0),
-        cx=63.5 + rng.uniform(-9.0, 9.0),
-        cy=80.0 + rng.uniform(-5.0, 7.0),
-        speed=rng.uniform(0.8, 1.25),
-        amplitude=rng.uniform(0.8, 1.15),
+        scale_px=scale,
+        cx=(W - 1) / 2 + rng.uniform(-14.0, 14.0),
+        # the head stays in frame: body units reach 1.75 above the torso centre (raised hand)
+        cy=H / 2 + 16.0 + rng.uniform(-8.0, 10.0) - max(0.0, scale - 30.0),
+        speed=rng.uniform(0.7, 1.4),
+        amplitude=rng.uniform(0.75, 1.25),
         shirt=shirt,
         skin=skin,
         background=background,
+        handed=-1 if rng.random() < 0.15 else 1,
     )
 
 
@@ -260,6 +279,24 @@ def _other(t: Array, take: Take, user: User) -> tuple[Array, Array, float, float
     return hands[0], hands[1], 1.0, 1.0
 
 
+def _no_gesture(t: Array, take: Take, user: User) -> tuple[Array, Array, float, float]:
+    """Hands of a person who is not gesturing: hanging and fidgeting, swinging while walking."""
+    if take.distractor == "walk":
+        w = 2.0 * np.pi * 0.9 * user.speed
+        swing = 0.12 * np.sin(w * t + take.phase)
+        right = REST + np.stack([swing, 0 * t], axis=1)
+        left = REST * np.array([-1.0, 1.0]) + np.stack([-swing, 0 * t], axis=1)
+        return right, left, -1.0, -1.0
+    amount = 0.1 if take.distractor == "idle" else 0.05
+    return REST + _idle(t, take, 0, amount), REST * np.array([-1.0, 1.0]) + _idle(t, take, 1, amount), -1.0, -1.0
+
+
+#: kinds of "no gesture" scene and how often each is drawn: a person standing still (sway, fidgeting
+#: hands), walking across the view, a shaking camera in a cluttered room, a flickering lamp, and moving
+#: background objects (a swinging lamp cord, a passing ball) while the person stands
+DISTRACTORS: dict[str, float] = {"idle": 0.3, "walk": 0.2, "shake": 0.2, "flicker": 0.15, "clutter": 0.15}
+
+
 def _mirrored(motion: Motion) -> Motion:
     """The left-right mirror of a motion: arms swap sides, u changes sign, elbows bend the mirrored way."""
 
@@ -284,6 +321,7 @@ MOTIONS: dict[int, Motion] = {
     8: _air_drums,
     9: _air_guitar,
     10: _other,
+    NONE_LABEL: _no_gesture,
 }
 
 
@@ -303,12 +341,66 @@ def _arm(shoulder: Array, hand: Array, bend: float) -> tuple[Array, Array]:
     return shoulder + UPPER_ARM * rot, shoulder + direction * reach
 
 
-def scene_geometry(
-    label: int, user: User, take: Take, t_s: Array, *, mirror: bool = False
-) -> tuple[Any, Any]:
-    """Capsules per frame ``[F, 8, 5]`` (ax, ay, bx, by, radius in px) and their reflectances ``[8]``.
+def _distractor_offsets(take: Take, user: User, t_s: Array, sensor_size: tuple[int, int]) -> tuple[Array, Array]:
+    """Body offset and camera offset (px, ``[F, 2]`` each) of a "none" scene; zeros for the other kinds."""
+    F = t_s.shape[0]
+    body, camera = np.zeros((F, 2)), np.zeros((F, 2))
+    rng = np.random.default_rng([take.idle_seed, 7])
+    if take.distractor == "walk":
+        # across the whole view at 0.5-1.5 body heights per second, from either side, bobbing with the steps
+        W = sensor_size[0]
+        v = rng.uniform(0.5, 1.5) * 3.0 * user.scale_px * (1 if rng.random() < 0.5 else -1)
+        start = -np.sign(v) * rng.uniform(0.3, 0.7) * W
+        body[:, 0] = start + v * t_s + (W - 1) / 2 - user.cx
+        body[:, 1] = 1.5 * np.abs(np.sin(2 * np.pi * 0.9 * user.speed * t_s + take.phase))
+    elif take.distractor == "shake":
+        # hand-held or vibrating mount: a sum of a few 3-12 Hz sinusoids, 1-4 px peak
+        amp = rng.uniform(1.0, 4.0)
+        for _ in range(3):
+            f, ph = rng.uniform(3.0, 12.0, 2), rng.uniform(0.0, 2.0 * np.pi, 2)
+            camera += amp / 3 * np.stack([np.sin(2 * np.pi * f[0] * t_s + ph[0]), np.sin(2 * np.pi * f[1] * t_s + ph[1])], axis=1)
+    return body, camera
 
-    ``mirror`` reflects the whole scene about the sensor's vertical centre line (x -> W - 1 - x).
+
+def _clutter(take: Take, t_s: Array, sensor_size: tuple[int, int], background: float) -> tuple[Array, Array]:
+    """Background objects ``[F, K, 5]`` and reflectances ``[K]``: static furniture edges ("shake"), or a
+    swinging cord and a ball crossing the view ("clutter"); none for the other kinds."""
+    F, (W, H) = t_s.shape[0], sensor_size
+    rng = np.random.default_rng([take.idle_seed, 11])
+    parts: list[tuple[Array, float]] = []
+    if take.distractor == "shake":
+        for _ in range(3):  # shelf edges and a door frame: long thin capsules near the borders
+            x = rng.uniform(0.05, 0.25) * W if rng.random() < 0.5 else rng.uniform(0.75, 0.95) * W
+            cap = np.array([x, rng.uniform(0.0, 0.4) * H, x + rng.uniform(-8, 8), rng.uniform(0.6, 1.0) * H, rng.uniform(1.5, 4.0)])
+            parts.append((np.repeat(cap[None], F, axis=0), float(rng.uniform(0.03, 0.95))))
+    elif take.distractor == "clutter":
+        # a cord swinging from the ceiling at one side, 0.5-1.5 Hz
+        x0 = rng.uniform(0.05, 0.2) * W if rng.random() < 0.5 else rng.uniform(0.8, 0.95) * W
+        length = rng.uniform(0.25, 0.5) * H
+        ang = rng.uniform(0.2, 0.5) * np.sin(2 * np.pi * rng.uniform(0.5, 1.5) * t_s)
+        cord = np.stack([np.full(F, x0), np.zeros(F), x0 + length * np.sin(ang), length * np.cos(ang), np.full(F, 1.5)], axis=1)
+        parts.append((cord, float(rng.uniform(0.03, 0.95))))
+        # a ball crossing the upper part of the view once, at 1-3 view widths per second
+        v = rng.uniform(1.0, 3.0) * W * (1 if rng.random() < 0.5 else -1)
+        t_cross = rng.uniform(0.0, max(float(t_s[-1]) - 0.3, 0.01))
+        bx = (W / 2 - np.sign(v) * 0.7 * W) + v * (t_s - t_cross)
+        by = rng.uniform(0.1, 0.35) * H + 0 * t_s
+        r = rng.uniform(2.0, 5.0)
+        parts.append((np.stack([bx, by, bx, by, np.full(F, r)], axis=1), float(rng.uniform(0.03, 0.95))))
+    if not parts:
+        return np.zeros((F, 0, 5)), np.zeros(0)
+    shades = np.array([sh if abs(sh - background) >= 0.05 else min(sh + 0.3, 0.95) for _, sh in parts])
+    return np.stack([seg for seg, _ in parts], axis=1), shades
+
+
+def scene_geometry(
+    label: int, user: User, take: Take, t_s: Array, *, mirror: bool = False,
+    sensor_size: tuple[int, int] = SENSOR_SIZE,
+) -> tuple[Any, Any]:
+    """Capsules per frame ``[F, K, 5]`` (ax, ay, bx, by, radius in px) and their reflectances ``[K]``.
+
+    ``K`` is the body's 8 primitives plus a "none" scene's background objects. ``mirror`` reflects the
+    whole scene about the sensor's vertical centre line (x -> W - 1 - x).
     """
     right, left, bend_r, bend_l = MOTIONS[label](t_s, take, user)
     F = t_s.shape[0]
@@ -348,11 +440,21 @@ def scene_geometry(
     seg[:, :, 4] *= user.scale_px
     seg[:, :, [0, 2]] += user.cx
     seg[:, :, [1, 3]] += user.cy
-    if mirror:
-        seg[:, :, [0, 2]] = (SENSOR_SIZE[0] - 1) - seg[:, :, [0, 2]]
     shade = np.array(
         [user.shirt, user.skin, user.shirt, user.shirt, user.skin, user.skin, user.skin, user.skin]
     )
+    if label == NONE_LABEL:
+        body, camera = _distractor_offsets(take, user, t_s, sensor_size)
+        seg[:, :, [0, 2]] += (body[:, 0] + camera[:, 0])[:, None, None]
+        seg[:, :, [1, 3]] += (body[:, 1] + camera[:, 1])[:, None, None]
+        objects, object_shade = _clutter(take, t_s, sensor_size, user.background)
+        objects[:, :, [0, 2]] += camera[:, None, 0:1]
+        objects[:, :, [1, 3]] += camera[:, None, 1:2]  # [F, 1, 1] against [F, K, 2]
+        # background objects are painted first: the person stands in front of them
+        seg = np.ascontiguousarray(np.concatenate([objects, seg], axis=1))
+        shade = np.concatenate([object_shade, shade])
+    if mirror:
+        seg[:, :, [0, 2]] = (sensor_size[0] - 1) - seg[:, :, [0, 2]]
     return seg, shade
 
 
@@ -529,12 +631,15 @@ def simulate(
     mirror: bool = False,
     noise: bool = True,
 ) -> Events:
-    """Events (µs, sorted) of one take of gesture ``label``; times start at ``t0_us``."""
-    W, H = SENSOR_SIZE
+    """Events (µs, sorted) of one take of gesture ``label``; times start at ``t0_us``.
+
+    The sensor's size is the camera's (:func:`make_camera`).
+    """
+    H, W = camera.threshold_gain_on.shape
     n_frames = round(duration_s * 1e6 / FRAME_US) + 1
     t_s = np.arange(n_frames, dtype=np.float64) * (FRAME_US * 1e-6)
-    seg, shade = scene_geometry(label, user, take, t_s, mirror=mirror)
-    background = _background(rng, user.background, SENSOR_SIZE)
+    seg, shade = scene_geometry(label, user, take, t_s, mirror=mirror, sensor_size=(W, H))
+    background = _background(rng, user.background, (W, H))
     if mirror:
         background = np.ascontiguousarray(background[:, ::-1])
     thr_on = (lighting.threshold * camera.threshold_gain_on).astype(np.float64)
@@ -555,6 +660,8 @@ def simulate(
     t_us = ts[:n] + rng.normal(0.0, lighting.jitter_us, n)
     parts = [(xs[:n], ys[:n], ps[:n], t_us)]
     duration_us = (n_frames - 1) * FRAME_US
+    if label == NONE_LABEL and take.distractor == "flicker":
+        parts.append(_flicker_events(take, (W, H), duration_us))
     if noise:
         # Background activity: Poisson in space and time, either polarity.
         n_bg = rng.poisson(lighting.noise_hz * W * H * duration_s)
@@ -584,6 +691,28 @@ def simulate(
     events = np.empty(order.shape[0], dtype=EVENT_DTYPE)
     events["x"], events["y"], events["p"], events["t"] = x[order], y[order], p[order], t[order] + t0_us
     return events
+
+
+def _flicker_events(take: Take, sensor_size: tuple[int, int], duration_us: int) -> tuple[Any, Any, Any, Any]:
+    """A lamp flickering at twice the mains frequency over part of the view (event level, not rendered).
+
+    Every pixel of the lit rectangle sees the same relative change each half period, so it fires ON as the
+    lamp brightens and OFF as it dims with a probability set by the flicker depth against its threshold
+    (drawn per scene), jittered by 0.3 ms.
+    """
+    rng = np.random.default_rng([take.idle_seed, 13])
+    W, H = sensor_size
+    hz = 100.0 if rng.random() < 0.5 else 120.0
+    w, h = int(rng.uniform(0.25, 1.0) * W), int(rng.uniform(0.25, 1.0) * H)
+    x0, y0 = int(rng.integers(0, W - w + 1)), int(rng.integers(0, H - h + 1))
+    p_fire = rng.uniform(0.01, 0.15)
+    half_us = 1e6 / hz / 2
+    n_half = int(duration_us / half_us)
+    k = rng.binomial(w * h, p_fire, n_half)
+    idx = np.repeat(np.arange(n_half), k)
+    pix = rng.integers(0, w * h, idx.shape[0])
+    t = idx * half_us + rng.normal(0.0, 300.0, idx.shape[0])
+    return ((x0 + pix % w).astype(np.int16), (y0 + pix // w).astype(np.int16), idx % 2 == 0, t)
 
 
 def render_frames(
@@ -616,28 +745,64 @@ class SessionJob:
     out: str
     aedat: bool
     layout: str = "tonic"  # "tonic" (.npy per recording) or "ibm" (the raw release: .aedat + CSV + split files only)
+    with_none: bool = False  # also a 12th recording per session: a distractor scene, label NONE_LABEL
+    sensor_size: tuple[int, int] = SENSOR_SIZE
+
+    @property
+    def labels(self) -> range:
+        """Labels this session records."""
+        return range(N_CLASSES + int(self.with_none))
 
 
-def session_order(seed: int, user: int, session: int) -> list[int]:
-    """The order in which a session performs the 11 gestures (random, so that time in the session says nothing)."""
+def session_order(seed: int, user: int, session: int, n_labels: int = N_CLASSES) -> list[int]:
+    """The order in which a session performs its gestures (random, so that time in the session says nothing)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, user, session, 0x0DE5]))
-    return [int(v) for v in rng.permutation(N_CLASSES)]
+    return [int(v) for v in rng.permutation(n_labels)]
 
 
-def recording(seed: int, user: int, session: int, lighting: str, label: int, duration_s: float) -> Recording:
+def session_lighting(seed: int, user: int, session: int, lighting: str) -> Lighting:
+    """A session's sensor conditions: its lighting tag's, with the camera's bias settings varied per session.
+
+    Thresholds x0.85-1.2 (event rates differ by about 2x between sessions) and background activity x0.5-2.5
+    (0.1-2.3 Hz per pixel: a DVXplorer indoors shows about 1.2 Hz per pixel of isolated events).
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, user, session, 0x11C7]))
+    base = lighting_of(lighting)
+    return replace(base, threshold=base.threshold * rng.uniform(0.85, 1.2), noise_hz=base.noise_hz * rng.uniform(0.5, 2.5))
+
+
+def recording(
+    seed: int, user: int, session: int, lighting: str, label: int, duration_s: float, *,
+    sensor_size: tuple[int, int] = SENSOR_SIZE, with_none: bool = False, distractor: str | None = None,
+) -> Recording:
     """One synthetic recording, fully determined by its arguments.
 
     Its times are those of its slot in the session (``SESSION_START_US`` + position x (duration + 0.5 s)),
-    the slot ``[start_us, end_us)`` is in ``meta``.
+    the slot ``[start_us, end_us)`` is in ``meta``. Label ``NONE_LABEL`` is a distractor scene of kind
+    ``distractor`` (drawn from :data:`DISTRACTORS` when None). ``sensor_size`` changes the sensor, not the
+    subject (same pixel size, same offset from the centre).
     """
+    if not 0 <= label <= NONE_LABEL:
+        msg = f"recording: label must be in 0..{NONE_LABEL} (11 gestures + {NONE_LABEL} 'none'), found {label}"
+        raise ValueError(msg)
+    if distractor is not None and distractor not in DISTRACTORS:
+        msg = f"recording: unknown distractor {distractor!r}; known: {', '.join(DISTRACTORS)}"
+        raise ValueError(msg)
     rng = np.random.default_rng(np.random.SeedSequence([seed, user, session, label]))
     take = make_take(rng)
-    u = make_user(seed, user)
+    if label == NONE_LABEL:
+        kinds = list(DISTRACTORS)
+        drawn = kinds[int(rng.choice(len(kinds), p=np.array(list(DISTRACTORS.values()))))]
+        take = replace(take, distractor=distractor or drawn, sway_px=take.sway_px * 2.0)
+    u = make_user(seed, user, sensor_size)
     duration_us = round(duration_s * 1e6 / FRAME_US) * FRAME_US
-    t0 = SESSION_START_US + session_order(seed, user, session).index(label) * (duration_us + GAP_US)
+    n_labels = N_CLASSES + int(with_none or label == NONE_LABEL)
+    t0 = SESSION_START_US + session_order(seed, user, session, n_labels).index(label) * (duration_us + GAP_US)
+    mirror = u.handed < 0 and label in SELF_MIRRORED
     events = simulate(
-        label, u, lighting_of(lighting), make_camera(seed), take, rng, duration_s=duration_s, t0_us=t0
-    )
+        label, u, session_lighting(seed, user, session, lighting), make_camera(seed, sensor_size), take, rng,
+        duration_s=duration_s, t0_us=t0, mirror=mirror,
+    )  # fmt: skip
     meta = {
         "user": user,
         "lighting": lighting,
@@ -647,7 +812,9 @@ def recording(seed: int, user: int, session: int, lighting: str, label: int, dur
         "start_us": t0,
         "end_us": t0 + duration_us,
     }
-    return Recording(events, SENSOR_SIZE, label=label, name=f"user{user:02d}_{lighting}/{label}", meta=meta)
+    if label == NONE_LABEL:
+        meta["distractor"] = take.distractor
+    return Recording(events, sensor_size, label=label, name=f"user{user:02d}_{lighting}/{label}", meta=meta)
 
 
 def run_session(job: SessionJob) -> tuple[int, float]:
@@ -656,8 +823,9 @@ def run_session(job: SessionJob) -> tuple[int, float]:
 
     start = time.perf_counter()
     recs = [
-        recording(job.seed, job.user, job.session, job.lighting, lab, job.duration_s)
-        for lab in range(N_CLASSES)
+        recording(job.seed, job.user, job.session, job.lighting, lab, job.duration_s,
+                  sensor_size=job.sensor_size, with_none=job.with_none)  # fmt: skip
+        for lab in job.labels
     ]
     if job.layout == "tonic":
         for rec in recs:
@@ -684,13 +852,16 @@ def plan_jobs(
     repeats: int,
     aedat: bool,
     layout: str = "tonic",
+    with_none: bool = False,
+    sensor_size: tuple[int, int] = SENSOR_SIZE,
 ) -> list[SessionJob]:
     """Sessions of a dataset: train users 1..N, test users N+1..N+M, ``repeats`` lightings each."""
     jobs = []
     for user in range(1, train_users + test_users + 1):
         split = "train" if user <= train_users else "test"
         for session, lighting in enumerate(session_lightings(user, repeats)):
-            jobs.append(SessionJob(seed, split, user, session, lighting, duration_s, str(out), aedat, layout))
+            jobs.append(SessionJob(seed, split, user, session, lighting, duration_s, str(out), aedat, layout,
+                                   with_none, tuple(sensor_size)))  # type: ignore[arg-type]  # fmt: skip
     return jobs
 
 
@@ -706,6 +877,8 @@ def generate(
     workers: int = 2,
     progress: bool = True,
     layout: str = "tonic",
+    with_none: bool = False,
+    sensor_size: tuple[int, int] = SENSOR_SIZE,
 ) -> dict[str, Any]:
     """Write a synthetic dataset under ``out`` in tonic's layout (or the IBM raw release's); returns a summary."""
     from tqdm import tqdm
@@ -715,7 +888,8 @@ def generate(
     if layout not in ("tonic", "ibm"):
         msg = f"layout: expected 'tonic' or 'ibm', found {layout!r}"
         raise ValueError(msg)
-    jobs = plan_jobs(out, train_users, test_users, seed, duration_s, repeats, aedat, layout)
+    jobs = plan_jobs(out, train_users, test_users, seed, duration_s, repeats, aedat, layout, with_none, sensor_size)
+    per_session = N_CLASSES + int(with_none)
     if layout == "tonic":
         tonic_layout.write_markers(out)
     else:
@@ -724,12 +898,12 @@ def generate(
         ibm.write_release(Path(out) / ibm.RELEASE_FOLDER, names)
     start = time.perf_counter()
     total_events, busy_s = 0, 0.0
-    bar = tqdm(total=len(jobs) * N_CLASSES, unit="rec", disable=not progress, desc="synth")
+    bar = tqdm(total=len(jobs) * per_session, unit="rec", disable=not progress, desc="synth")
     if workers <= 1:
         for job in jobs:
             n, s = run_session(job)
             total_events, busy_s = total_events + n, busy_s + s
-            bar.update(N_CLASSES)
+            bar.update(per_session)
     else:
         import concurrent.futures as cf
         import multiprocessing as mp
@@ -742,11 +916,11 @@ def generate(
             for fut in cf.as_completed(futures):
                 n, s = fut.result()
                 total_events, busy_s = total_events + n, busy_s + s
-                bar.update(N_CLASSES)
+                bar.update(per_session)
     bar.close()
-    n_rec = len(jobs) * N_CLASSES
+    n_rec = len(jobs) * per_session
     if layout == "ibm":
-        n_train = sum(N_CLASSES for j in jobs if j.split == "train")
+        n_train = sum(per_session for j in jobs if j.split == "train")
         return {"recordings": n_rec, "events": total_events, "wall_s": time.perf_counter() - start,
                 "seconds_per_recording_one_core": busy_s / max(n_rec, 1), "layout": "ibm",
                 "train_files": n_train, "test_files": n_rec - n_train}  # fmt: skip
@@ -788,6 +962,12 @@ def cli(argv: list[str] | None = None) -> int:
         help="tonic (default): OUT/DVSGesture/... .npy files; ibm: the IBM raw release, OUT/DvsGesture/"
         "userNN_<lighting>.aedat + _labels.csv + trials_to_train.txt / trials_to_test.txt",
     )
+    parser.add_argument("--with-none", action="store_true",
+                        help=f"also record a distractor scene per session, label {NONE_LABEL} 'none' "
+                        f"({', '.join(DISTRACTORS)}): the background class of the bundled model")  # fmt: skip
+    parser.add_argument("--sensor-size", default="128x128", metavar="WxH",
+                        help="sensor size (default 128x128); subjects keep their pixel size, so a bigger "
+                        "sensor shows more wall around the same person")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -798,10 +978,16 @@ def cli(argv: list[str] | None = None) -> int:
             )
     if args.duration_s <= 0.0:
         parser.error("--duration-s must be > 0")
+    try:
+        w, h = (int(v) for v in args.sensor_size.lower().split("x"))
+        if w < 64 or h < 64:
+            raise ValueError
+    except ValueError:
+        parser.error(f"--sensor-size: expected WIDTHxHEIGHT of at least 64x64 pixels, e.g. 346x260; found {args.sensor_size!r}")
     summary = generate(
         args.out, args.train_users, args.test_users, args.seed, duration_s=args.duration_s,
         repeats=args.repeats, aedat=args.aedat, workers=args.workers, progress=not args.quiet,
-        layout=args.layout,
+        layout=args.layout, with_none=args.with_none, sensor_size=(w, h),
     )  # fmt: skip
     print(
         f"wrote {summary['recordings']} recordings ({summary['events']} events) to {args.out} in "
@@ -819,9 +1005,11 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 __all__ = [
+    "DISTRACTORS",
     "LIGHTINGS",
     "MIRROR_LABEL",
     "MOTIONS",
+    "NONE_LABEL",
     "Camera",
     "Lighting",
     "Take",

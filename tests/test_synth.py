@@ -12,7 +12,8 @@ from s2gesture.clients.cli import main as s2gesture_main
 from s2gesture.models import synth
 from s2gesture.models.datasets import tonic_layout
 
-CENTRED = replace(synth.make_user(0, 1), cx=63.5)
+# a mid-sized, average-speed subject in the centre (the random draws of make_user vary all of these)
+CENTRED = replace(synth.make_user(0, 1), cx=63.5, cy=80.0, scale_px=28.0, speed=1.0, amplitude=1.0)
 STILL = synth.Take(phase=0.7, sway_px=0.0, bob_px=0.6, idle_seed=11)
 
 
@@ -49,6 +50,7 @@ def _hand_path(label: int, hand: int) -> np.ndarray:
 def test_arm_circles_turn_the_documented_way(label: int, hand: int, clockwise: bool) -> None:
     """cw/ccw as seen by the camera: a clockwise path on the y-down image has a positive shoelace sum."""
     path = _hand_path(label, hand)
+    path = path - path.mean(axis=0)  # about the circle's centre: an open path's sum depends on the origin
     x, y = path[:, 0], path[:, 1]
     area = float(np.sum(x[:-1] * y[1:] - x[1:] * y[:-1]))
     assert (area > 0) == clockwise
@@ -173,3 +175,57 @@ def test_aedat_option_writes_the_same_events_as_the_npy_files(tmp_path: Path) ->
     for seg in segments:
         npy = tmp_path / "DVSGesture" / "ibmGestureTrain" / session.stem / f"{seg.label}.npy"
         np.testing.assert_array_equal(seg.events, tonic_layout.load_sample(npy).events)
+
+
+@pytest.mark.parametrize("kind", list(synth.DISTRACTORS))
+def test_none_scenes_are_distinct_and_deterministic(kind: str) -> None:
+    """Every distractor kind renders deterministically, records its kind, and differs from the idle scene."""
+    a = synth.recording(31, 2, 0, "led", synth.NONE_LABEL, 0.5, distractor=kind)
+    b = synth.recording(31, 2, 0, "led", synth.NONE_LABEL, 0.5, distractor=kind)
+    assert a.meta["distractor"] == kind and a.label == synth.NONE_LABEL
+    np.testing.assert_array_equal(a.events, b.events)
+    if kind != "idle":
+        idle = synth.recording(31, 2, 0, "led", synth.NONE_LABEL, 0.5, distractor="idle")
+        assert len(a.events) != len(idle.events)
+
+
+def test_flicker_fires_at_twice_the_mains_frequency() -> None:
+    """A lamp on 50/60 Hz mains flickers at 100/120 Hz: its ON events (one burst as it brightens) peak there."""
+    rec = synth.recording(31, 2, 0, "led", synth.NONE_LABEL, 1.0, distractor="flicker")
+    on = rec.events[rec.events["p"]]
+    t = on["t"] - rec.events["t"].min()
+    counts = np.bincount((t // 1000).astype(np.int64))  # per ms
+    spectrum = np.abs(np.fft.rfft(counts - counts.mean()))
+    freqs = np.fft.rfftfreq(len(counts), d=1e-3)
+    assert min(abs(freqs[np.argmax(spectrum)] - f) for f in (100.0, 120.0)) < 3.0
+
+
+def test_bigger_sensor_keeps_the_subject() -> None:
+    """On a 346x260 sensor the same user is the same size, centred: the event bounding box of the figure has the
+    same width as on 128x128 and moves with the sensor's centre."""
+    small = synth.recording(44, 3, 0, "led", 1, 1.0)
+    big = synth.recording(44, 3, 0, "led", 1, 1.0, sensor_size=(346, 260))
+    assert big.sensor_size == (346, 260)
+
+    def box(rec: object, w: int) -> tuple[float, float]:
+        ev = rec.events  # type: ignore[attr-defined]
+        xs = np.bincount(ev["x"].astype(np.int64), minlength=w)
+        busy = np.nonzero(xs > np.median(xs) + 300)[0]  # the moving figure, well above noise and hot pixels
+        return float(busy.min()), float(busy.max())
+
+    (s0, s1), (b0, b1) = box(small, 128), box(big, 346)
+    assert abs((s1 - s0) - (b1 - b0)) <= 3
+    assert abs((b0 - (345 - 127) / 2) - s0) <= 3
+
+
+def test_synth_cli_with_none_and_sensor_size(tmp_path: Path) -> None:
+    """`s2gesture synth --with-none --sensor-size` writes 12 labels per session; a bad size names the fix."""
+    out = tmp_path / "d"
+    code = s2gesture_main(["synth", "--out", str(out), "--train-users", "1", "--test-users", "0", "--seed", "5",
+                           "--duration-s", "0.2", "--repeats", "1", "--workers", "1", "--quiet", "--with-none"])  # fmt: skip
+    assert code == 0
+    labels = sorted(s.label for s in tonic_layout.list_samples(out, "train"))
+    assert labels == list(range(12))
+    with pytest.raises(SystemExit):
+        s2gesture_main(["synth", "--out", str(out), "--train-users", "1", "--test-users", "0", "--seed", "5",
+                        "--sensor-size", "346by260"])  # fmt: skip
