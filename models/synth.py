@@ -823,10 +823,9 @@ def run_session(job: SessionJob) -> tuple[int, float]:
 
     start = time.perf_counter()
     recs = [
-        recording(job.seed, job.user, job.session, job.lighting, lab, job.duration_s,
-                  sensor_size=job.sensor_size, with_none=job.with_none)  # fmt: skip
-        for lab in job.labels
-    ]
+        recording(job.seed, job.user, job.session, job.lighting, lab, job.duration_s, sensor_size=job.sensor_size,
+                  with_none=job.with_none) for lab in job.labels
+    ]  # fmt: skip
     if job.layout == "tonic":
         for rec in recs:
             tonic_layout.write_sample(job.out, job.split, job.user, job.lighting, int(rec.label or 0), rec.events)
