@@ -11,6 +11,10 @@ Reported (JSON, and a PNG with the confusion matrix and the latency distribution
 
 * accuracy, confusion matrix (rows: true class, columns: predicted; a last column counts segments with
   no decision), per-segment results;
+* the accuracy's 95 % interval over *users* (``user_ci``: a cluster bootstrap, since recordings of one
+  person are correlated), accuracy per user and per lighting, and the worst user
+  (:mod:`s2gesture.models.userstats`, numpy only); users and lightings come from the recordings' reader
+  metadata or their ``userNN_<lighting>`` names;
 * time from gesture onset (the segment's first event) to the first *correct* onset decision, in event
   time (ms): how long someone has to gesture before the daemon says the right thing;
 * the daemon's processing latency (``latency_ms`` of every ``pred``: last event of a window received ->
@@ -34,6 +38,7 @@ import numpy as np
 
 from s2gesture.daemon import wire
 from s2gesture.daemon.events import Recording
+from s2gesture.models import userstats
 
 from . import bus, replay
 
@@ -56,6 +61,9 @@ class SegmentResult:
     onsets: int = 0
     #: wall time from sending eos to receiving the final decision (ms)
     final_wait_ms: float | None = None
+    #: who recorded it and under which lighting ("unknown" where the recording does not say)
+    user: str = userstats.UNKNOWN
+    lighting: str = userstats.UNKNOWN
     eos_sent_s: float | None = field(default=None, repr=False)
 
     @property
@@ -94,6 +102,14 @@ class EvalResult:
             cm[s.label, col] += 1
         return cm
 
+    def user_stats(self) -> dict[str, Any]:
+        """``user_ci``, ``per_user``, ``per_lighting``, ``worst_user`` and the one-line ``summary`` (empty: no segments)."""
+        if not self.segments:
+            return {}
+        return userstats.accuracy_stats(
+            [s.correct for s in self.segments], [s.user for s in self.segments], [s.lighting for s in self.segments]
+        )
+
     def report(self) -> dict[str, Any]:
         """The JSON report."""
         ttc = [s.time_to_correct_ms for s in self.segments if s.time_to_correct_ms is not None]
@@ -105,6 +121,7 @@ class EvalResult:
             "correct": sum(s.correct for s in self.segments),
             "classes": self.classes,
             "confusion": self.confusion().tolist(),
+            **self.user_stats(),
             "confusion_note": "rows: true class; columns: predicted class, last column: no final decision",
             "time_to_first_correct_ms": {**percentiles(ttc), "segments_with_correct_onset": len(ttc)},
             "pred_latency_ms": percentiles(self.pred_latency_ms),
@@ -235,7 +252,10 @@ def evaluate_live(
                     if rec.label is None:
                         msg = f"eval needs labelled recordings; {rec.name!r} has no label (an unlabelled AEDAT file?)"
                         raise bus.ClientError(msg)
-                    results[seg.segment_id] = SegmentResult(seg.segment_id, rec.name, int(rec.label), seg.t_first_us)
+                    user, lighting = userstats.session_of(rec.name, rec.meta)
+                    results[seg.segment_id] = SegmentResult(
+                        seg.segment_id, rec.name, int(rec.label), seg.t_first_us, user=user, lighting=lighting
+                    )
                     writer.write_segment(seg)
                     results[seg.segment_id].eos_sent_s = time.monotonic()
                     if progress is not None:
@@ -291,7 +311,9 @@ def write_png(result: EvalResult, path: Path) -> Path:
             ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if v > cm.max() / 2 else "black")
     ax.set_xlabel("predicted (final decision)")
     ax.set_ylabel("true")
-    ax.set_title(f"accuracy {result.accuracy * 100:.1f} % ({len(result.segments)} segments)")
+    ci = result.user_stats().get("user_ci")
+    interval = f" [{100 * ci['lo']:.1f}, {100 * ci['hi']:.1f}] over {ci['n_users']} users" if ci else ""
+    ax.set_title(f"accuracy {result.accuracy * 100:.1f} %{interval} ({len(result.segments)} segments)")
     ttc = [s.time_to_correct_ms for s in result.segments if s.time_to_correct_ms is not None]
     axes[1].hist(ttc or [0], bins=20, color="tab:green")
     axes[1].set_xlabel("gesture onset -> first correct decision (ms, event time)")
@@ -365,9 +387,27 @@ def cli(argv: list[str] | None = None) -> int:
         f"accuracy {result.accuracy * 100:.2f} % ({report['correct']}/{report['n_segments']} segments, "
         f"{report['n_decided']} decided)"
     )
+    if report.get("summary"):
+        print(report["summary"])
+        print(user_table_text(report))
     if ttc.get("n"):
         print(f"onset -> first correct decision: p50 {ttc['p50']:.0f} ms, p90 {ttc['p90']:.0f} ms ({ttc['n']} segments)")
     if lat.get("n"):
         print(f"daemon latency per prediction: p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms ({lat['n']} predictions)")
     print(f"replayed {result.replay.events} events in {result.replay.wall_s:.2f} s; report: {json_path}, {png_path}")
     return 0 if result.n_decided == len(result.segments) else 1
+
+
+def user_table_text(report: dict[str, Any]) -> str:
+    """Accuracy per user, then per lighting, as aligned plain-text columns."""
+    lines = [f"{'user':<12} {'recordings':>10} {'correct':>8} {'accuracy':>9}  95 % interval (this user's recordings)"]
+    for r in report["per_user"]:
+        iv = "-" if r["lo"] is None else f"[{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]"
+        lines.append(f"{r['user']:<12} {r['n']:>10} {r['correct']:>8} {100 * r['acc']:>7.1f} %  {iv}")
+    lines.append(f"{'lighting':<16} {'recordings':>10} {'users':>6} {'accuracy':>9}  95 % interval (users resampled)")
+    for r in report["per_lighting"]:
+        lines.append(
+            f"{r['lighting']:<16} {r['n']:>10} {r['n_users']:>6} {100 * r['acc']:>7.1f} %  "
+            f"[{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]"
+        )
+    return "\n".join(lines)
