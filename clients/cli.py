@@ -37,6 +37,7 @@ COMMANDS: dict[str, Command] = {
     "eval": Command("s2gesture.clients.eval:cli", "accuracy and latency of a live daemon on a labelled dataset", "clients"),
     "view": Command("s2gesture.clients.view:cli", "live web page: events, scores, decisions and daemon status", "clients"),
     "demo": Command("s2gesture.clients.demo:cli", "daemon on the emulator + replayed synthetic gestures, printed", "clients"),
+    "calibrate": Command("s2gesture.clients.calibrate:cli", "pick a camera's sensor mapping that keeps people as large as in training", "clients"),
     "keys": Command("s2gesture.clients.keys:cli", "create a CURVE keypair for a remote daemon or client", "clients"),
     "ros2": Command("s2gesture.clients.ros2:cli", "publish gestures and status into ROS 2 over DDS (Cyclone DDS)", "clients"),
     "mqtt": Command("s2gesture.clients.mqtt:cli", "forward gestures to an MQTT broker as JSON (Home Assistant style)", "clients"),
