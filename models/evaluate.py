@@ -514,11 +514,18 @@ def plot_accuracies(report: dict[str, Any], path: Path) -> None:
     ax.barh(y - 0.25, [100 * r["window_acc"]["mean"] for r in rows], 0.25,
             xerr=[100 * r["window_acc"]["std"] for r in rows], label=f"random {report['window_ticks']}-tick window (mean ± std, seeds)")  # fmt: skip
     ax.barh(y, [100 * r["first_window_acc"] for r in rows], 0.25, label=f"first {report['window_ticks']} ticks")
+    # whiskers on the full-recording bars: the interval over users, where it was taken on full recordings
+    err = np.zeros((2, len(rows)))
+    for i, r in enumerate(rows):
+        if r.get("user_stats_basis") == "full recording":
+            ci = r["user_ci"]
+            err[:, i] = 100 * (ci["mean"] - ci["lo"]), 100 * (ci["hi"] - ci["mean"])
     ax.barh(
         y + 0.25,
         [100 * (r["full_recording_acc"] or 0.0) for r in rows],
         0.25,
-        label="full recording (daemon chunks)",
+        xerr=err,
+        label="full recording (daemon chunks; 95 % CI over users)",
     )
     ax.set_yticks(y)
     ax.set_yticklabels([r["name"] for r in rows], fontsize=7)
@@ -527,6 +534,7 @@ def plot_accuracies(report: dict[str, Any], path: Path) -> None:
         100 * min(r["first_window_acc"], r["window_acc"]["mean"], r["full_recording_acc"] or 1.0)
         for r in rows
     )
+    lo = min(lo, float(np.min(np.asarray([100 * (r["full_recording_acc"] or 1.0) for r in rows]) - err[0])))
     left = max(0.0, 10 * np.floor((lo - 10) / 10))
     ax.set_xlim(left, 100)
     why = f"; axis starts at {left:.0f} % so the differences show" if left > 0 else ""
