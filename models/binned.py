@@ -29,13 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from s2gesture.daemon.card import GESTURE_MIRROR
+from s2gesture.daemon.card import MIRROR_WITH_NONE
 from s2gesture.daemon.errors import EventDataError
 from s2gesture.daemon.events import Recording
 from s2gesture.daemon.preprocess import PreprocessSpec, preprocess_recording
 
-#: label permutation of a left-right mirror (the daemon card's table, MODEL.md): 1<->2, 3<->6, 4<->5
-MIRROR_LABELS: tuple[int, ...] = GESTURE_MIRROR
+#: label permutation of a left-right mirror (the daemon card's table, MODEL.md): 1<->2, 3<->6, 4<->5; "none" (11) stays
+MIRROR_LABELS: tuple[int, ...] = MIRROR_WITH_NONE
 
 #: version of the cache folder's layout (part of the key: a new layout never reads an old cache)
 CACHE_FORMAT = 2

@@ -377,9 +377,10 @@ def evaluate(
 
     rows: list[dict[str, Any]] = []
     confusions: dict[str, np.ndarray] = {}
+    n_classes = int(float_model.cfg.n_classes)
     for r, (name, model_name, kind, _task, _key) in enumerate(specs):
         parts = results[r]
-        counts = {k: np.concatenate([p[0][k] for p in parts]) if parts else np.zeros((0, 11)) for k in offsets}
+        counts = {k: np.concatenate([p[0][k] for p in parts]) if parts else np.zeros((0, n_classes)) for k in offsets}
         full = None if not parts or parts[0][1] is None else np.concatenate([p[1] for p in parts])
         preds = {k: c.argmax(1) for k, c in counts.items()}
         accs = {k: float((pr == labels).mean()) for k, pr in preds.items()}
@@ -401,9 +402,9 @@ def evaluate(
         row["user_stats_basis"] = basis
         row.update(userstats.accuracy_stats(basis_preds == labels, users, lightings))
         rows.append(row)
-        confusions[f"{name} | first window"] = confusion(labels, preds["first"])
+        confusions[f"{name} | first window"] = confusion(labels, preds["first"], n_classes)
         if full is not None:
-            confusions[f"{name} | full recording"] = confusion(labels, full)
+            confusions[f"{name} | full recording"] = confusion(labels, full, n_classes)
         progress(
             f"{name}: first window {row['first_window_acc']:.4f}, random windows "
             f"{row['window_acc']['mean']:.4f} +- {row['window_acc']['std']:.4f}, full {row['full_recording_acc']}; "

@@ -114,11 +114,12 @@ def make_card(
     metrics: dict[str, Any] | None = None,
     input_spec: InputSpec | None = None,
     latency_ticks: int = 5,
+    classes: tuple[str, ...] | None = None,
 ) -> ModelCard:
-    """The model card of an exported P-SNN."""
+    """The model card of an exported P-SNN (``classes``: in output order; default the 11 DVS Gesture classes)."""
     return ModelCard(
         name=name,
-        classes=GESTURE_CLASSES,
+        classes=tuple(classes) if classes is not None else GESTURE_CLASSES,
         input=input_spec or InputSpec(),
         conversion=IDENTITY_CONVERSION,
         quantization=quantization,

@@ -46,6 +46,9 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 0.0
     window: int = 300  # ticks per training window (<= RUN_TICKS, the chip's run)
+    #: shortest window: each batch draws its length in [window_min, window] (0: always ``window``), so the
+    #: network learns to answer from short windows too (the daemon decides from 100-tick windows)
+    window_min: int = 0
     eval_window: int = 300  # ticks of the first window used for validation accuracy (per epoch)
     loss: str = "mse_count"  # a key of LOSSES
     logit_scale: float = 0.2  # "ce": cross-entropy logits = logit_scale * output spike counts
@@ -53,6 +56,13 @@ class TrainConfig:
     rate_incorrect: float = 0.05  # "mse_count": target rate of the others (never zero, so none falls silent)
     mirror_p: float = 0.5  # probability of a left-right mirror (labels permuted)
     shift_px: int = 2  # random translation of up to +-shift_px pixels
+    #: camera-variation augmentations (0 disables each): spikes dropped with a probability drawn in
+    #: [0, thin_max] per polarity (event thinning and ON/OFF imbalance of another camera's biases)...
+    thin_max: float = 0.0
+    #: ...spikes copied to a random neighbour pixel with a probability in [0, dense_max] (a denser camera)...
+    dense_max: float = 0.0
+    #: ...and a zoom by a factor in [1 - scale_max, 1 + scale_max] about the centre (subject size)
+    scale_max: float = 0.0
     init_rate: float = 0.05  # data-driven init: each layer scaled to fire at this rate (0: keep Kaiming init)
     semantics: str = "snntorch"
     seed: int = 0
@@ -115,21 +125,50 @@ def shift(spikes: np.ndarray, dx: int, dy: int) -> np.ndarray:
     return out
 
 
+def zoom(spikes: np.ndarray, factor: float) -> np.ndarray:
+    """Scale ``[T, C, H, W]`` by ``factor`` about the centre (nearest neighbour; what leaves the view is lost)."""
+    H, W = spikes.shape[-2:]
+    ys = np.round((np.arange(H) - (H - 1) / 2) / factor + (H - 1) / 2).astype(np.int64)
+    xs = np.round((np.arange(W) - (W - 1) / 2) / factor + (W - 1) / 2).astype(np.int64)
+    out = spikes[..., np.clip(ys, 0, H - 1)[:, None], np.clip(xs, 0, W - 1)[None, :]]
+    out[..., (ys < 0) | (ys >= H), :] = 0
+    out[..., (xs < 0) | (xs >= W)] = 0
+    return out
+
+
+def camera_variation(win: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> np.ndarray:
+    """Thinning per polarity, densification into neighbours and zoom, as ``cfg`` allows (see TrainConfig)."""
+    if cfg.scale_max:
+        win = zoom(win, float(rng.uniform(1.0 - cfg.scale_max, 1.0 + cfg.scale_max)))
+    if cfg.dense_max:
+        dx, dy = (int(v) for v in rng.integers(-1, 2, size=2))
+        extra = shift(win, dx, dy) & (rng.random(win.shape) < rng.uniform(0.0, cfg.dense_max))
+        win = win | extra
+    if cfg.thin_max:
+        keep = rng.random(win.shape) >= rng.uniform(0.0, cfg.thin_max, size=(1, win.shape[1], 1, 1))
+        win = win & keep
+    return win
+
+
 def sample_batch(
     data: BinnedSet, index: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, *, augment: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """A training batch: spikes ``[T, B, C, H, W]`` (uint8) and labels ``[B]``."""
     xs, ys = [], []
+    window = cfg.window
+    if augment and 0 < cfg.window_min < cfg.window:
+        window = int(rng.integers(cfg.window_min, cfg.window + 1))
     for i in index:
         rec, label = data.spikes[i], int(data.labels[i])
-        start = int(rng.integers(0, max(1, rec.shape[0] - cfg.window + 1)))
-        win = crop_window(rec, start, cfg.window)
+        start = int(rng.integers(0, max(1, rec.shape[0] - window + 1)))
+        win = crop_window(rec, start, window)
         if augment:
             if rng.random() < cfg.mirror_p:
                 win, label = mirror(win, label)
             if cfg.shift_px:
                 dx, dy = (int(v) for v in rng.integers(-cfg.shift_px, cfg.shift_px + 1, size=2))
                 win = shift(win, dx, dy)
+            win = camera_variation(win, rng, cfg)
         xs.append(np.ascontiguousarray(win))
         ys.append(label)
     return np.stack(xs, axis=1), np.asarray(ys, dtype=np.int64)
