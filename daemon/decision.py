@@ -8,7 +8,13 @@ Streaming (onsets): each active chunk's scores are normalised to shares (sum 1) 
 exponential moving average; an onset is reported when the same class leads the smoothed shares with at
 least ``onset_confidence`` for ``min_chunks`` chunks in a row and differs from the class last reported.
 A chunk with fewer than ``min_spikes`` output spikes is idle: it decays the average, breaks the streak and
-re-arms the detector (the same gesture performed again after a pause is reported again).
+re-arms the detector (the same gesture performed again after a pause is reported again). A leader whose
+smoothed share reaches ``commit_confidence`` is reported after one chunk (strong evidence commits early: a
+sequential test's upper bound; weak evidence still needs ``min_chunks`` in a row).
+
+A model with a background class (the card's ``none``, passed as ``none_index``) never gets an onset for
+it: a chunk where "none" leads is treated like an idle chunk (streak broken, detector re-armed), and a
+segment's final decision is "none" when that class has the most evidence.
 
 Final (``eos``): evidence over the whole segment, combined as ``final_mode`` says (see ``FINAL_MODES``).
 """
@@ -55,6 +61,9 @@ class DecisionParams:
     min_spikes: int = 1
     #: how the final decision combines a segment's chunks: a key of FINAL_MODES
     final_mode: str = "sum"
+    #: smoothed share that reports an onset after a single chunk, in (0, 1]; 1.0 only when one class
+    #: has every output spike
+    commit_confidence: float = 1.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -66,6 +75,8 @@ class DecisionParams:
             problems.append(f"min_chunks must be >= 1, found {self.min_chunks}")
         if self.min_spikes < 1:
             problems.append(f"min_spikes must be >= 1 (an empty chunk is never evidence), found {self.min_spikes}")
+        if not 0.0 < self.commit_confidence <= 1.0:
+            problems.append(f"commit_confidence must be in (0, 1], found {self.commit_confidence}")
         if self.final_mode not in FINAL_MODES:
             problems.append(f"final_mode must be one of {sorted(FINAL_MODES)}, found {self.final_mode!r}")
         if problems:
@@ -105,9 +116,11 @@ FINAL_MODES: dict[str, Callable[[_Evidence], np.ndarray]] = {
 class DecisionPolicy:
     """Streaming decision state of one stream segment; ``fresh()`` gives a new one with the same parameters."""
 
-    def __init__(self, params: DecisionParams | None = None, **overrides: Any) -> None:
+    def __init__(self, params: DecisionParams | None = None, *, none_index: int | None = None, **overrides: Any) -> None:
         base = params if params is not None else DecisionParams()
         self.params = replace(base, **overrides) if overrides else base
+        #: output index of the background class (ModelCard.none_index), or None
+        self.none_index = none_index
         self._mode = FINAL_MODES[self.params.final_mode]
         self._n_classes: int | None = None
         self.reset()
@@ -119,7 +132,7 @@ class DecisionPolicy:
 
     def fresh(self) -> DecisionPolicy:
         """A new policy with these parameters and no state."""
-        return DecisionPolicy(self.params)
+        return DecisionPolicy(self.params, none_index=self.none_index)
 
     def reset(self) -> None:
         """Forget the segment (after a final decision, a time reset or eviction)."""
@@ -166,6 +179,10 @@ class DecisionPolicy:
         self._ema = p.smoothing * self._ema + (1.0 - p.smoothing) * share
         top = int(np.argmax(self._ema))
         confidence = float(self._ema[top])
+        if top == self.none_index:
+            # nobody is gesturing: like an idle chunk, and the same gesture afterwards is a new onset
+            self._streak_class, self._streak, self._current = -1, 0, -1
+            return None
         if confidence < p.onset_confidence:
             self._streak_class, self._streak = -1, 0
             return None
@@ -173,7 +190,8 @@ class DecisionPolicy:
             self._streak += 1
         else:
             self._streak_class, self._streak, self._streak_t_start = top, 1, t_start_us
-        if self._streak >= p.min_chunks and top != self._current:
+        strong = confidence >= p.commit_confidence
+        if (self._streak >= p.min_chunks or strong) and top != self._current:
             self._current = top
             return Decision(top, confidence, self._streak_t_start, t_end_us, False, self._n_chunks)
         return None

@@ -33,6 +33,33 @@ def test_change_of_class_and_idle_rearm() -> None:
     assert pol.update(_one_hot(3), 4, 5).class_id == 3  # type: ignore[union-attr]
 
 
+def test_none_class_never_onsets_rearms_and_can_be_final() -> None:
+    """The background class gives no onset, re-arms the detector like idle, and wins the final when it dominates."""
+    pol = DecisionPolicy(smoothing=0.0, onset_confidence=0.5, min_chunks=1, none_index=3)
+    assert pol.update(_one_hot(3), 0, 1) is None  # "none" leads: no onset
+    assert pol.update(_one_hot(1), 1, 2).class_id == 1  # type: ignore[union-attr]
+    assert pol.update(_one_hot(3), 2, 3) is None
+    assert pol.update(_one_hot(1), 3, 4).class_id == 1  # type: ignore[union-attr]  # re-armed by "none"
+    for k in range(6):
+        pol.update(_one_hot(3), 4 + k, 5 + k)
+    assert pol.final().class_id == 3
+    assert pol.fresh().none_index == 3
+    plain = DecisionPolicy(smoothing=0.0, onset_confidence=0.5, min_chunks=1)
+    assert plain.update(_one_hot(3), 0, 1).class_id == 3  # type: ignore[union-attr]  # without none_index: a class
+
+
+def test_strong_evidence_commits_after_one_chunk() -> None:
+    """A smoothed share at or above commit_confidence reports at once; weaker evidence waits for min_chunks."""
+    strong = np.array([0.0, 9.0, 1.0, 0.0])  # share 0.9
+    weak = np.array([0.0, 6.0, 4.0, 0.0])  # share 0.6
+    pol = DecisionPolicy(smoothing=0.0, onset_confidence=0.5, min_chunks=3, commit_confidence=0.85)
+    assert pol.update(strong, 0, 1).class_id == 1  # type: ignore[union-attr]
+    pol = DecisionPolicy(smoothing=0.0, onset_confidence=0.5, min_chunks=3, commit_confidence=0.85)
+    assert [pol.update(weak, k, k + 1) is None for k in range(3)] == [True, True, False]
+    with pytest.raises(ValueError, match="commit_confidence"):
+        DecisionParams(commit_confidence=0.0)
+
+
 def test_low_confidence_gives_no_onset() -> None:
     """Flat scores never reach the onset confidence."""
     pol = DecisionPolicy(onset_confidence=0.5, min_chunks=1)
