@@ -92,11 +92,11 @@ def daemon_chunk_plan(max_ticks: int) -> Any:
     return ChunkPlan(c.window_ticks, c.stride_ticks, c.min_activity).fitted(max_ticks)
 
 
-def daemon_policy() -> Any:
-    """The daemon's default decision policy."""
+def daemon_policy(none_index: int | None = None) -> Any:
+    """The daemon's default decision policy for a model whose background class is ``none_index`` (card.none_index)."""
     from s2gesture.daemon.decision import DecisionPolicy
 
-    return DecisionPolicy()
+    return DecisionPolicy(none_index=none_index)
 
 
 def window_offsets(data: BinnedSet, window: int, seed: int | None) -> np.ndarray:
@@ -130,14 +130,16 @@ def emulator_counts(backend: Any, x: np.ndarray) -> np.ndarray:
     )
 
 
-def full_recording_torch(model: PSNN, data: BinnedSet, semantics: str, plan: Any) -> np.ndarray:
+def full_recording_torch(
+    model: PSNN, data: BinnedSet, semantics: str, plan: Any, none_index: int | None = None
+) -> np.ndarray:
     """Final class per recording with the daemon's chunking and decision, torch model batched per recording."""
     import torch
 
     from s2gesture.daemon.chunking import is_active, plan_chunks
     from s2gesture.daemon.decision import classify_recording
 
-    policy = daemon_policy()
+    policy = daemon_policy(none_index)
     preds = []
     for spikes in data.spikes:
         chunks = [spikes[a:b] for a, b in plan_chunks(len(spikes), plan)]
@@ -161,11 +163,11 @@ def full_recording_torch(model: PSNN, data: BinnedSet, semantics: str, plan: Any
     return np.asarray(preds)
 
 
-def full_recording_backend(backend: Any, data: BinnedSet, plan: Any) -> np.ndarray:
+def full_recording_backend(backend: Any, data: BinnedSet, plan: Any, none_index: int | None = None) -> np.ndarray:
     """Final class per recording on a real backend (the daemon's path exactly)."""
     from s2gesture.daemon.decision import classify_recording
 
-    policy = daemon_policy()
+    policy = daemon_policy(none_index)
     return np.asarray([classify_recording(s, backend, plan, policy)[0] for s in data.spikes])
 
 
@@ -185,7 +187,8 @@ def emulated_final_classes(model_path: str | Path, recordings: list[Any]) -> np.
     backend.load(model.graph)
     try:
         spec = PreprocessSpec.from_card(model.card.input, recordings[0].sensor_size)
-        return full_recording_backend(backend, bin_recordings(recordings, spec), daemon_chunk_plan(backend.max_ticks))
+        return full_recording_backend(backend, bin_recordings(recordings, spec), daemon_chunk_plan(backend.max_ticks),
+                                      model.card.none_index)  # fmt: skip
     finally:
         backend.close()
 
@@ -236,10 +239,10 @@ def _window_task(kind: str, key: Any, a: int, b: int) -> tuple[dict[str, np.ndar
             counts[name] = torch_counts(model, x, sem)
     full = None
     if kind == "emulator":
-        full = full_recording_backend(st["backends"][key], sub, st["plan"])
+        full = full_recording_backend(st["backends"][key], sub, st["plan"], st["none_index"])
     elif st["torch_full"][key]:
         model, sem = st["torch"][key]
-        full = full_recording_torch(model, sub, sem, st["plan"])
+        full = full_recording_torch(model, sub, sem, st["plan"], st["none_index"])
     return counts, full, time.perf_counter() - t0
 
 
@@ -340,8 +343,10 @@ def evaluate(
         specs.append((f"{v.name}: int8 on the emulator (chip)", v.name, "emulator", "emulator", v.name))
 
     _STATE.clear()
+    # every variant has the float model's classes; the cards say which one is the background class
+    none_index = variants[0].card.none_index if variants else None
     _STATE.update(test=test, offsets=offsets, window=window, backends=backends, torch=torch_models,
-                  torch_full=torch_full_of, plan=plan)  # fmt: skip
+                  torch_full=torch_full_of, plan=plan, none_index=none_index)  # fmt: skip
     def bounds_of(task: str) -> list[tuple[int, int]]:
         step = chunk if task == "emulator" else torch_chunk
         return [(a, min(a + step, n)) for a in range(0, n, step)]
