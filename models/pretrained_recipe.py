@@ -41,7 +41,7 @@ WINDOW_MIN = 80  # short windows too: the daemon decides from 100-tick windows (
 # camera variation (TrainConfig): shifts, zoom (subject size), thinning / ON-OFF imbalance, denser cameras
 AUGMENT = {"shift_px": 3, "scale_max": 0.2, "thin_max": 0.5, "dense_max": 0.3}
 BATCH = 16
-LR = 5e-3  # measured on a 220-recording synthetic set: 1e-2 kills the network, 3e-3 learns slower
+LR = 2.5e-3  # measured: 5e-3 silences every output within 2 epochs on the 12-class set (1e-2 already on 11 classes)
 SEED = 0
 SHIPPED = "qat-chip"
 
