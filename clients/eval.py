@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from s2gesture.daemon import wire
+from s2gesture.daemon.card import NONE_CLASS
 from s2gesture.daemon.events import Recording
 from s2gesture.models import userstats
 
@@ -59,6 +60,10 @@ class SegmentResult:
     #: event time from the segment's first event to the end of the first correct onset's evidence (ms)
     time_to_correct_ms: float | None = None
     onsets: int = 0
+    #: onsets naming another class than the label (for a "none" segment: every onset is a false alarm)
+    wrong_onsets: int = 0
+    #: event time the segment covers (s)
+    duration_s: float = 0.0
     #: wall time from sending eos to receiving the final decision (ms)
     final_wait_ms: float | None = None
     #: who recorded it and under which lighting ("unknown" where the recording does not say)
@@ -110,6 +115,23 @@ class EvalResult:
             [s.correct for s in self.segments], [s.user for s in self.segments], [s.lighting for s in self.segments]
         )
 
+    def onset_stats(self) -> dict[str, Any]:
+        """Wrong onsets per gesture segment and, for segments labelled with the model's "none" class, false
+        gesture decisions (every onset, and every final that is neither "none" nor absent) per 10 minutes."""
+        none = self.classes.index(NONE_CLASS) if NONE_CLASS in self.classes else None
+        gestures = [s for s in self.segments if s.label != none]
+        idle = [s for s in self.segments if s.label == none]
+        out: dict[str, Any] = {
+            "wrong_onsets_per_segment": sum(s.wrong_onsets for s in gestures) / len(gestures) if gestures else None,
+        }
+        if idle:
+            false = sum(s.onsets + (s.predicted not in (None, -1, none)) for s in idle)
+            minutes = sum(s.duration_s for s in idle) / 60
+            out["none_segments"] = {"n": len(idle), "minutes": minutes, "false_decisions": false,
+                                    "false_per_10min": false / minutes * 10 if minutes else None,
+                                    "final_none": sum(s.predicted == none for s in idle)}  # fmt: skip
+        return out
+
     def report(self) -> dict[str, Any]:
         """The JSON report."""
         ttc = [s.time_to_correct_ms for s in self.segments if s.time_to_correct_ms is not None]
@@ -124,6 +146,7 @@ class EvalResult:
             **self.user_stats(),
             "confusion_note": "rows: true class; columns: predicted class, last column: no final decision",
             "time_to_first_correct_ms": {**percentiles(ttc), "segments_with_correct_onset": len(ttc)},
+            **self.onset_stats(),
             "pred_latency_ms": percentiles(self.pred_latency_ms),
             "final_wait_ms": percentiles(waits),
             "replay": {
@@ -204,6 +227,7 @@ class Collector:
                 self.on_final(res, msg)
             return
         res.onsets += 1
+        res.wrong_onsets += msg.class_id != res.label
         if msg.class_id == res.label and res.time_to_correct_ms is None and msg.t_end is not None:
             res.time_to_correct_ms = max(0.0, (msg.t_end - res.t_first_us) / 1e3)
 
@@ -253,8 +277,10 @@ def evaluate_live(
                         msg = f"eval needs labelled recordings; {rec.name!r} has no label (an unlabelled AEDAT file?)"
                         raise bus.ClientError(msg)
                     user, lighting = userstats.session_of(rec.name, rec.meta)
+                    span_s = float(rec.events["t"][-1] - rec.events["t"][0]) / 1e6 if len(rec.events) else 0.0
                     results[seg.segment_id] = SegmentResult(
-                        seg.segment_id, rec.name, int(rec.label), seg.t_first_us, user=user, lighting=lighting
+                        seg.segment_id, rec.name, int(rec.label), seg.t_first_us, user=user, lighting=lighting,
+                        duration_s=span_s,
                     )
                     writer.write_segment(seg)
                     results[seg.segment_id].eos_sent_s = time.monotonic()
@@ -392,6 +418,12 @@ def cli(argv: list[str] | None = None) -> int:
         print(user_table_text(report))
     if ttc.get("n"):
         print(f"onset -> first correct decision: p50 {ttc['p50']:.0f} ms, p90 {ttc['p90']:.0f} ms ({ttc['n']} segments)")
+    if report.get("wrong_onsets_per_segment") is not None:
+        print(f"wrong onsets per gesture segment: {report['wrong_onsets_per_segment']:.2f}")
+    if report.get("none_segments"):
+        ns = report["none_segments"]
+        print(f"'none' segments: {ns['n']} ({ns['minutes']:.1f} min), {ns['false_decisions']} false gesture decisions "
+              f"({ns['false_per_10min']:.2f} per 10 min), final 'none' for {ns['final_none']}")  # fmt: skip
     if lat.get("n"):
         print(f"daemon latency per prediction: p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms ({lat['n']} predictions)")
     print(f"replayed {result.replay.events} events in {result.replay.wall_s:.2f} s; report: {json_path}, {png_path}")
