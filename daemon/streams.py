@@ -104,6 +104,8 @@ class SessionRules:
     max_span_us: int
     #: a jump in event time longer than this ends the segment instead of filling the gap with empty ticks
     max_gap_us: int
+    #: output index of the model's background class "none" (ModelCard.none_index): never an onset
+    none_index: int | None = None
 
 
 @dataclass
@@ -238,7 +240,7 @@ class StreamSession:
             closed, self._closed_unanswered = self._closed_unanswered, None
             if closed is not None and (eos.segment is None or eos.segment == closed[0]):
                 return Final(closed[1], closed[0], eos.seq, reason)
-            return Final(DecisionPolicy(self.rules.decision).final(), eos.segment, eos.seq, reason)
+            return Final(DecisionPolicy(self.rules.decision, none_index=self.rules.none_index).final(), eos.segment, eos.seq, reason)
         seq = eos.seq if eos is not None else seg.last_seq
         segment_id = seg.segment_id if seg.segment_id is not None else (eos.segment if eos is not None else None)
         final = seg.policy.final()
@@ -286,7 +288,7 @@ def make_segment_factory(
             # must allow that gap plus one packet's span (its default, 10 s, would refuse longer settings)
             preprocessor=StreamPreprocessor(spec, max_gap_us=rules.max_gap_us + rules.max_span_us),
             chunker=StreamChunker(backend_plan, spec.frame_shape),
-            policy=DecisionPolicy(rules.decision),
+            policy=DecisionPolicy(rules.decision, none_index=rules.none_index),
             segment_id=segment_id,
             dt_us=spec.dt_us,
         )
