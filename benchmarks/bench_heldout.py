@@ -1,0 +1,231 @@
+"""What the bundled model scores on people nobody tuned on: through the live daemon and offline, decision for decision.
+
+Data (generated here, generator seeds never used for training, validation or tuning):
+
+- gestures: ``--users`` users (seed ``--seed``, default 58113), each under all five lightings, the 11
+  gestures of 3 s each (the gesture starts with the recording);
+- distractor footage: ``--distractor-minutes`` of "none" scenes (seed ``--distractor-seed``, default 58114),
+  10 s each, the kinds rotating: idle, walk-by, camera shake, flicker, background clutter.
+
+Both go through a real ``s2gestured`` (default configuration, emulator, lossless input) with
+``s2gesture eval``'s client, and offline through the same chunking and decision code; the finals must
+agree one for one. Reported: final accuracy with a 95 % interval that resamples users (cluster
+bootstrap), per lighting and the worst user; onset -> first correct gesture (median, p90, event time);
+wrong onsets per recording; false gesture decisions per 10 minutes of distractors and how many end "none".
+Writes benchmarks/results/heldout.md and heldout.json (the model card's metrics come from the JSON).
+
+Usage: python benchmarks/bench_heldout.py [--model PATH] [--users 20] [--no-live] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import multiprocessing as mp
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "heldout.md"
+RESULTS_JSON = ROOT / "benchmarks" / "results" / "heldout.json"
+GESTURE_S = 3.0
+DISTRACTOR_S = 10.0
+
+
+def _gesture_job(args: tuple[int, int, int]) -> list[Any]:
+    from s2gesture.models.synth import N_CLASSES, recording, session_lightings
+
+    seed, user, sessions = args
+    return [recording(seed, user, s, lighting, label, GESTURE_S)
+            for s, lighting in enumerate(session_lightings(user, sessions)) for label in range(N_CLASSES)]  # fmt: skip
+
+
+def _distractor_job(args: tuple[int, int, str]) -> Any:
+    from s2gesture.models.synth import NONE_LABEL, recording, session_lightings
+
+    seed, user, kind = args
+    return recording(seed, user, 0, session_lightings(user, 1)[0], NONE_LABEL, DISTRACTOR_S, distractor=kind)
+
+
+def generate(users: int, sessions: int, seed: int, n_distractors: int, distractor_seed: int) -> tuple[list[Any], list[Any]]:
+    """The held-out recordings, generated on two processes (deterministic whatever the worker count)."""
+    from s2gesture.models.synth import DISTRACTORS
+
+    kinds = list(DISTRACTORS)
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    with cf.ProcessPoolExecutor(2, mp_context=mp.get_context(method)) as pool:
+        gestures = [r for part in pool.map(_gesture_job, [(seed, u, sessions) for u in range(1, users + 1)]) for r in part]
+        distractors = list(pool.map(_distractor_job, [(distractor_seed, 1000 + k, kinds[k % len(kinds)])
+                                                      for k in range(n_distractors)]))  # fmt: skip
+    return gestures, distractors
+
+
+def offline(model_path: Path, recordings: list[Any]) -> list[dict[str, Any]]:
+    """Per recording, what a default-configured daemon decides: final class, onsets, first correct onset time."""
+    from s2gesture.daemon.backends import get_backend, options_from_card
+    from s2gesture.daemon.card import read_model
+    from s2gesture.daemon.chunking import plan_chunks, score_window
+    from s2gesture.daemon.preprocess import PreprocessSpec, preprocess_recording
+    from s2gesture.models.evaluate import daemon_chunk_plan, daemon_policy
+
+    model = read_model(model_path)
+    backend = get_backend("emulator", **options_from_card(model.card))
+    backend.load(model.graph)
+    plan = daemon_chunk_plan(backend.max_ticks)
+    out = []
+    try:
+        for rec in recordings:
+            spec = PreprocessSpec.from_card(model.card.input, rec.sensor_size)
+            spikes = preprocess_recording(rec, spec)
+            pol = daemon_policy(model.card.none_index)
+            onsets, ttc = [], None
+            for start, stop in plan_chunks(len(spikes), plan):
+                scores = score_window(spikes[start:stop], backend, plan)
+                d = pol.update(np.zeros(backend.n_outputs) if scores is None else scores,
+                               start * spec.dt_us, stop * spec.dt_us)  # fmt: skip
+                if d is not None:
+                    onsets.append(d.class_id)
+                    if d.class_id == rec.label and ttc is None:
+                        ttc = stop * spec.dt_us / 1e3
+            out.append({"final": pol.final().class_id, "onsets": onsets, "ttc_ms": ttc})
+    finally:
+        backend.close()
+    return out
+
+
+def live(model_path: Path, recordings: list[Any], workdir: Path) -> Any:
+    """The recordings through a real daemon (default configuration, lossless input) with `s2gesture eval`'s client."""
+    from s2gesture.clients.eval import evaluate_live
+    from s2gesture.daemon.testing import run_daemon
+
+    inp, outp = f"ipc://{workdir}/in", f"ipc://{workdir}/out"
+    daemon = run_daemon(["--mode", "lossless", "--input-bind", inp, "--output-bind", outp, "--model", str(model_path),
+                         "--log-format", "json"], input=inp, output=outp, log_path=workdir / "daemon.log",
+                        clean_env=True)  # fmt: skip
+    try:
+        return evaluate_live(recordings, input_endpoint=inp, output_endpoint=outp, timeout_s=60, final_timeout_s=300)
+    finally:
+        daemon.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Generate, run offline and live, compare, report."""
+    parser = argparse.ArgumentParser(prog="bench_heldout.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=str(ROOT / "models" / "pretrained" / "psnn_int8.nir"))
+    parser.add_argument("--users", type=int, default=20, help="held-out users (each under all 5 lightings)")
+    parser.add_argument("--seed", type=int, default=58113, help="generator seed of the gesture users")
+    parser.add_argument("--distractor-seed", type=int, default=58114)
+    parser.add_argument("--distractor-minutes", type=float, default=10.0)
+    parser.add_argument("--no-live", action="store_true", help="offline only (no daemon)")
+    parser.add_argument("--quick", action="store_true", help="2 users x 1 lighting, 1 minute of distractors")
+    args = parser.parse_args(argv)
+    sessions = 1 if args.quick else 5
+    if args.quick:
+        args.users, args.distractor_minutes = 2, 1.0
+    from s2gesture.daemon.card import read_model
+    from s2gesture.models import userstats
+
+    model_path = Path(args.model)
+    card = read_model(model_path).card
+    none = card.none_index
+    t0 = time.perf_counter()
+    n_distractors = max(1, round(args.distractor_minutes * 60 / DISTRACTOR_S))
+    gestures, distractors = generate(args.users, sessions, args.seed, n_distractors, args.distractor_seed)
+    gen_s = time.perf_counter() - t0
+    print(f"{len(gestures)} gesture + {len(distractors)} distractor recordings in {gen_s:.0f} s", flush=True)
+    t1 = time.perf_counter()
+    off_g, off_d = offline(model_path, gestures), offline(model_path, distractors)
+    off_s = time.perf_counter() - t1
+    print(f"offline in {off_s:.0f} s", flush=True)
+
+    labels = np.array([int(r.label) for r in gestures])
+    finals = np.array([o["final"] for o in off_g])
+    correct = finals == labels
+    sessions_of = [userstats.session_of(r.name, r.meta) for r in gestures]
+    stats = userstats.accuracy_stats(correct, [u for u, _ in sessions_of], [li for _, li in sessions_of])
+    ttc = [o["ttc_ms"] for o in off_g if o["ttc_ms"] is not None]
+    wrong = sum(sum(c != lab for c in o["onsets"]) for o, lab in zip(off_g, labels, strict=True)) / len(off_g)
+    false = sum(len(o["onsets"]) + (o["final"] not in (-1, none)) for o in off_d)
+    minutes = len(distractors) * DISTRACTOR_S / 60
+    by_kind: dict[str, list[int]] = {}
+    for rec, o in zip(distractors, off_d, strict=True):
+        by_kind.setdefault(rec.meta["distractor"], []).append(len(o["onsets"]) + (o["final"] not in (-1, none)))
+    result: dict[str, Any] = {
+        "model": card.name, "model_file": model_path.name, "classes": list(card.classes),
+        "gesture_seed": args.seed, "distractor_seed": args.distractor_seed, "users": args.users,
+        "lightings_per_user": sessions, "n_gesture_recordings": len(gestures), "gesture_s": GESTURE_S,
+        "accuracy": float(correct.mean()), **{k: stats[k] for k in ("user_ci", "per_lighting", "worst_user", "summary")},
+        "final_none_on_gestures": int((finals == none).sum()) if none is not None else 0,
+        "time_to_first_correct_ms": {"p50": float(np.median(ttc)) if ttc else None,
+                                     "p90": float(np.percentile(ttc, 90)) if ttc else None, "n": len(ttc)},
+        "wrong_onsets_per_recording": wrong,
+        "distractor_minutes": minutes, "false_decisions": int(false), "false_per_10min": false / minutes * 10,
+        "false_by_kind": {k: int(sum(v)) for k, v in by_kind.items()},
+        "distractor_final_none": int(sum(o["final"] == none for o in off_d)) if none is not None else 0,
+        "n_distractors": len(distractors), "offline_s": off_s,
+    }  # fmt: skip
+    if not args.no_live:
+        t2 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="s2g-heldout-") as tmp:
+            res = live(model_path, gestures + distractors, Path(tmp))
+        live_finals = [s.predicted if s.predicted is not None else -2 for s in res.segments]
+        offline_finals = [o["final"] for o in off_g + off_d]
+        rep = res.report()
+        result["live"] = {
+            "agree_with_offline": int(sum(a == b for a, b in zip(live_finals, offline_finals, strict=True))),
+            "n": len(live_finals), "accuracy_gestures": float(np.mean(np.array(live_finals[: len(gestures)]) == labels)),
+            "time_to_first_correct_ms": rep["time_to_first_correct_ms"], "wrong_onsets_per_segment": rep.get("wrong_onsets_per_segment"),
+            "none_segments": rep.get("none_segments"), "pred_latency_ms": rep["pred_latency_ms"], "wall_s": time.perf_counter() - t2,
+        }  # fmt: skip
+    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_JSON.write_text(json.dumps(result, indent=1))
+    RESULTS.write_text(report_md(result))
+    print(RESULTS.read_text())
+    return 0
+
+
+def report_md(r: dict[str, Any]) -> str:
+    """The BENCHMARKS.md section."""
+    ci = r["user_ci"]
+    t = r["time_to_first_correct_ms"]
+    lines = [
+        "## Held-out users and distractor footage (bench_heldout.py)",
+        "",
+        f"Model `{r['model']}` ({r['model_file']}, classes: {len(r['classes'])}), emulator, the daemon's default "
+        f"configuration. {r['users']} users generated with seed {r['gesture_seed']} x {r['lightings_per_user']} lightings x 11 "
+        f"gestures of {r['gesture_s']:g} s ({r['n_gesture_recordings']} recordings), and {r['distractor_minutes']:.0f} min of "
+        f"distractor scenes (seed {r['distractor_seed']}); neither seed was used for training, validation or tuning.",
+        "",
+        "| figure | value | target |",
+        "|---|---|---|",
+        f"| final accuracy, 95 % interval over users | {100 * r['accuracy']:.1f} % [{100 * ci['lo']:.1f}, {100 * ci['hi']:.1f}] | >= 93 % |",
+        f"| worst user | {r['worst_user']['user']} {100 * r['worst_user']['acc']:.1f} % | >= 85 % |",
+        f"| onset -> first correct gesture, median / p90 (event time) | {t['p50']:.0f} / {t['p90']:.0f} ms ({t['n']} recordings) | <= 150 / 300 ms |"
+        if t["p50"] is not None else "| onset -> first correct gesture | no correct onset | <= 150 / 300 ms |",
+        f"| wrong onsets per recording | {r['wrong_onsets_per_recording']:.2f} | <= 0.1 |",
+        f"| false gesture decisions per 10 min of distractors | {r['false_per_10min']:.1f} ({r['false_decisions']} in {r['distractor_minutes']:.0f} min; "
+        f"by kind: {', '.join(f'{k} {v}' for k, v in r['false_by_kind'].items())}) | <= 1 |",
+        f"| distractor recordings whose final decision is `none` | {r['distractor_final_none']} of {r['n_distractors']} | |",
+        f"| gesture recordings whose final decision is `none` | {r['final_none_on_gestures']} of {r['n_gesture_recordings']} | |",
+        "",
+        "Per lighting: " + ", ".join(f"{x['lighting']} {100 * x['acc']:.1f} %" for x in r["per_lighting"]) + ".",
+    ]
+    if "live" in r:
+        lv = r["live"]
+        lt = lv["time_to_first_correct_ms"]
+        lines += ["", f"Through the live daemon: {lv['agree_with_offline']} of {lv['n']} final decisions identical to the "
+                  f"offline run; accuracy {100 * lv['accuracy_gestures']:.1f} %; onset -> first correct gesture p50 "
+                  f"{lt.get('p50', float('nan')):.0f} ms, p90 {lt.get('p90', float('nan')):.0f} ms; daemon latency per "
+                  f"prediction p50 {lv['pred_latency_ms'].get('p50', float('nan')):.2f} ms; {lv['wall_s']:.0f} s wall."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())
