@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start s2gestured on the emulator, replay synthetic gestures through it and print what it recognises.",
     )
     parser.add_argument("--count", type=int, default=11, help="synthetic recordings to replay (default 11: one per class)")
+    parser.add_argument("--none", type=int, default=1, metavar="N",
+                        help="then N scenes of nobody gesturing (a person walking by, camera shake, ...; default 1): "
+                        "the bundled model answers 'none' for them")  # fmt: skip
     parser.add_argument("--seed", type=int, default=2024, help="seed of the synthetic test users (default 2024)")
     parser.add_argument("--duration-s", type=float, default=6.0, help="seconds per synthetic recording (default 6)")
     parser.add_argument("--speed", type=float, default=math.inf, help="replay at this multiple of real time (default: as fast as possible)")
@@ -180,6 +183,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from . import eval as live_eval
     from . import replay
 
+    if args.none < 0:
+        msg = f"--none must be >= 0 scenes, found {args.none}"
+        raise bus.ClientError(msg)
     if args.count < 1:
         msg = f"--count must be >= 1, found {args.count}"
         raise bus.ClientError(msg)
@@ -191,7 +197,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             print(f"  {daemon.model_note}", file=out, flush=True)
             t_gen = time.monotonic()
             # generate while the daemon loads: both take seconds, and there are two cores
-            recordings = replay.synthetic_recordings(args.count, args.seed, duration_s=args.duration_s)
+            recordings = replay.synthetic_recordings(args.count, args.seed, duration_s=args.duration_s, none=args.none)
             gen_s = time.monotonic() - t_gen
             print(
                 f"generated {len(recordings)} synthetic test-user recordings (seed {args.seed}) in {gen_s:.1f} s",
@@ -218,9 +224,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                     flush=True,
                 )
 
-            from s2gesture.daemon.card import GESTURE_CLASSES
+            from s2gesture.daemon.card import CLASSES_WITH_NONE
 
-            labels = list(GESTURE_CLASSES)
+            labels = list(CLASSES_WITH_NONE)  # the generator's labels: 11 gestures, then 11 = "none"
             results_order = [s.segment_id for s in replay.place_segments(recordings, gap_us=500_000)]
             t_replay = time.monotonic()
             # --- live view: the page and a copy of the feed; a page is only worth watching in real time ---

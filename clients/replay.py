@@ -268,8 +268,9 @@ def detect_format(path: Path) -> str:
 SYNTHETIC_FIRST_USER = 101
 
 
-def synthetic_recordings(n: int, seed: int, *, duration_s: float = 6.0) -> list[Recording]:
-    """``n`` synthetic test-user recordings generated in memory (numpy only, seeded).
+def synthetic_recordings(n: int, seed: int, *, duration_s: float = 6.0, none: int = 0) -> list[Recording]:
+    """``n`` synthetic test-user recordings generated in memory (numpy only, seeded), then ``none`` scenes
+    of nobody gesturing (label 11, "none": walk-by, camera shake, a person standing, ... in turn).
 
     Every block of 11 holds each class once, in an order shuffled by ``seed``; each block is a new user
     (ids from :data:`SYNTHETIC_FIRST_USER`) under the generator's lighting rotation.
@@ -288,6 +289,11 @@ def synthetic_recordings(n: int, seed: int, *, duration_s: float = 6.0) -> list[
             if len(recordings) == n:
                 break
             recordings.append(synth.recording(seed, user, 0, lighting, int(label), duration_s))
+    kinds = ("walk", "shake", "idle", "clutter", "flicker")
+    for k in range(none):
+        user = SYNTHETIC_FIRST_USER + 50 + k
+        recordings.append(synth.recording(seed, user, 0, synth.session_lightings(user, 1)[0], synth.NONE_LABEL,
+                                          duration_s, distractor=kinds[k % len(kinds)]))  # fmt: skip
     return recordings
 
 

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def test_demo_prints_each_decision_and_the_accuracy_then_stops_the_daemon(tmp_path: Path) -> None:
-    """Two short recordings: a line per recognised gesture, the accuracy, and a clean daemon exit (code 0)."""
+    """Two short recordings and a scene of nobody gesturing: a line per decision (the scene's true label is
+    'none'), the accuracy, and a clean daemon exit (code 0)."""
     model = tmp_path / "tiny.nir"
     write_tiny_model(model, seed=3)
     out = io.StringIO()
@@ -23,6 +24,8 @@ def test_demo_prints_each_decision_and_the_accuracy_then_stops_the_daemon(tmp_pa
     text = out.getvalue()
     rows = [line for line in text.splitlines() if line.strip()[:2] in ("1 ", "2 ")]
     assert len(rows) == 2 and all(line.rstrip().endswith(("yes", "no")) for line in rows)
+    scene = [line for line in text.splitlines() if line.strip().startswith("3 ")]
+    assert len(scene) == 1 and scene[0].split()[1] == "none"
     assert "accuracy:" in text
     assert "s2gestured stopped with exit code 0" in text
 
