@@ -136,12 +136,16 @@ def zoom(spikes: np.ndarray, factor: float) -> np.ndarray:
     return out
 
 
+_NEIGHBOURS = [(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (dx, dy) != (0, 0)]
+
+
 def camera_variation(win: np.ndarray, rng: np.random.Generator, cfg: TrainConfig) -> np.ndarray:
     """Thinning per polarity, densification into neighbours and zoom, as ``cfg`` allows (see TrainConfig)."""
     if cfg.scale_max:
         win = zoom(win, float(rng.uniform(1.0 - cfg.scale_max, 1.0 + cfg.scale_max)))
     if cfg.dense_max:
-        dx, dy = (int(v) for v in rng.integers(-1, 2, size=2))
+        # one of the 8 neighbours (never (0, 0), which would add nothing)
+        dx, dy = _NEIGHBOURS[int(rng.integers(0, len(_NEIGHBOURS)))]
         extra = shift(win, dx, dy) & (rng.random(win.shape) < rng.uniform(0.0, cfg.dense_max))
         win = win | extra
     if cfg.thin_max:

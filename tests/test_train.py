@@ -251,3 +251,37 @@ def test_packed_cache_is_built_once_outside_the_dataset_and_equals_the_preproces
     stamp = (folders[0] / "index.npz").stat().st_mtime_ns
     again = load_split(root, "test", spec, progress=False)
     assert (folders[0] / "index.npz").stat().st_mtime_ns == stamp and list(again.labels) == list(data.labels)
+
+
+def test_camera_variation_thins_densifies_and_zooms_as_configured() -> None:
+    """Thinning only removes spikes, densification only adds them (next to existing ones), zoom 1 is the identity
+    and a zoom in moves a spike away from the centre; all off by default."""
+    from s2gesture.models.train import TrainConfig, camera_variation, zoom
+
+    rng = np.random.default_rng(3)
+    win = (rng.random((40, 2, 32, 32)) < 0.05).astype(np.uint8)
+    assert np.array_equal(camera_variation(win, np.random.default_rng(0), TrainConfig()), win)
+    thin = camera_variation(win, np.random.default_rng(0), TrainConfig(thin_max=0.6))
+    assert np.all(thin <= win) and thin.sum() < win.sum()
+    dense = camera_variation(win, np.random.default_rng(1), TrainConfig(dense_max=0.5))
+    assert np.all(dense >= win) and dense.sum() > win.sum()
+    assert np.array_equal(zoom(win, 1.0), win)
+    one = np.zeros((1, 1, 32, 32), np.uint8)
+    one[0, 0, 20, 24] = 1
+    y, x = np.argwhere(zoom(one, 1.25)[0, 0])[0]
+    assert x > 24 and y > 20
+
+
+def test_window_min_draws_one_length_per_batch() -> None:
+    """With window_min, batch lengths vary within [window_min, window]; without, every batch has the full window."""
+    from s2gesture.models.binned import BinnedSet
+    from s2gesture.models.train import TrainConfig, sample_batch
+
+    spikes = [np.zeros((400, 2, 32, 32), np.uint8) for _ in range(4)]
+    data = BinnedSet(spikes, np.arange(4))
+    rng = np.random.default_rng(0)
+    lengths = {sample_batch(data, np.arange(4), rng, TrainConfig(window=300, window_min=100), augment=True)[0].shape[0]
+               for _ in range(20)}  # fmt: skip
+    assert len(lengths) > 5 and min(lengths) >= 100 and max(lengths) <= 300
+    fixed = sample_batch(data, np.arange(4), rng, TrainConfig(window=300), augment=True)[0]
+    assert fixed.shape[0] == 300
