@@ -490,7 +490,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--window", type=int, default=d.window, help=f"ticks per training window (<= {RUN_TICKS}, the chip's run)")
+    p.add_argument("--window-min", type=int, default=d.window_min,
+                   help="shortest window: each batch draws its length in [window-min, window] (0: always --window)")
     p.add_argument("--eval-window", type=int, default=d.eval_window)
+    p.add_argument("--shift-px", type=int, default=d.shift_px, help="random translation of up to +-N pixels")
+    p.add_argument("--scale-max", type=float, default=d.scale_max, help="random zoom by 1 +- this (0: off)")
+    p.add_argument("--thin-max", type=float, default=d.thin_max, help="drop up to this fraction of spikes per polarity (0: off)")
+    p.add_argument("--dense-max", type=float, default=d.dense_max, help="copy up to this fraction of spikes to a neighbour (0: off)")
+    p.add_argument("--classes", type=int, default=None, help="output neurons (default: 12 when the data has label 11 "
+                   "'none', else 11)")  # fmt: skip
     p.add_argument("--logit-scale", type=float, default=d.logit_scale)
     p.add_argument("--loss", choices=sorted(LOSSES), default=d.loss)
     p.add_argument(
@@ -558,7 +566,12 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         batch_size=args.batch_size,
         lr=args.lr,
         window=args.window,
+        window_min=args.window_min,
         eval_window=args.eval_window,
+        shift_px=args.shift_px,
+        scale_max=args.scale_max,
+        thin_max=args.thin_max,
+        dense_max=args.dense_max,
         logit_scale=args.logit_scale,
         loss=args.loss,
         rate_correct=args.rates[0],
@@ -580,7 +593,11 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     if args.init:
         model, _ = load_model_file(args.init)
     else:
-        model = PSNN(PSNNConfig(channels=tuple(args.channels), hidden=args.hidden, slope=args.slope))
+        n_classes = args.classes or (12 if int(np.max(train.labels)) >= 11 else 11)
+        if int(np.max(train.labels)) >= n_classes:
+            msg = f"--classes {n_classes}: the training data has label {int(np.max(train.labels))}; use --classes {int(np.max(train.labels)) + 1}"
+            raise ValueError(msg)
+        model = PSNN(PSNNConfig(channels=tuple(args.channels), hidden=args.hidden, slope=args.slope, n_classes=n_classes))
         init_from_data_(model, train, cfg)
     out = Path(args.out)
     t0 = time.perf_counter()
