@@ -144,6 +144,14 @@ class ModelConfig(_Section):
         return value
 
 
+def default_workers() -> int:
+    """The cores this process may run on (its CPU affinity; os.cpu_count where that is unknown)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not every platform has sched_getaffinity
+        return max(1, os.cpu_count() or 1)
+
+
 class BackendConfig(_Section):
     """Which interpreter runs the graph."""
 
@@ -154,6 +162,9 @@ class BackendConfig(_Section):
     fallback_to_emulator: bool = False
     retry_initial_s: float = Field(default=1.0, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
+    #: backend instances running windows of different streams at once (default: the cores this process
+    #: may use); backends that drive one device (a board) always run one
+    workers: int = Field(default_factory=lambda: default_workers(), ge=1, le=1024)
 
     @field_validator("name")
     @classmethod

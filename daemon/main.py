@@ -32,6 +32,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "model": ("model", "path"),
     "card": ("model", "card"),
     "backend": ("backend", "name"),
+    "workers": ("backend", "workers"),
     "status_interval": ("output", "status_interval_s"),
     "log_level": ("log", "level"),
     "log_format": ("log", "format"),
@@ -68,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", metavar="PATH", help="model .nir file (default: the bundled pretrained model)")
     parser.add_argument("--card", metavar="PATH", help="JSON model card for a graph without one")
     parser.add_argument("--backend", help="backend name: emulator (default) or spinnaker2")
+    parser.add_argument(
+        "--workers", type=_workers, metavar="N",
+        help="backend instances running windows of different streams at once (default: the number of cores)",
+    )
     parser.add_argument("--status-interval", type=float, metavar="S", help="seconds between status heartbeats")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     parser.add_argument("--log-format", choices=("auto", "json", "console"))
@@ -77,6 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="any setting, e.g. --set chunking.stride_ticks=50 (VALUE is a TOML value or a bare string)",
     )
     return parser
+
+
+def _workers(text: str) -> int:
+    """``--workers N``: a whole number >= 1 (argparse reports the message with the flag's name)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1 or str(n) != text.strip().lstrip("+"):
+        msg = f"expected a whole number of backend workers >= 1 (e.g. --workers 2), found {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return n
 
 
 def _toml_value(text: str) -> Any:

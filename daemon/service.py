@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,7 @@ from .config import DaemonConfig, is_local_endpoint
 from .errors import ProtocolError
 from .intake import BYTES_PER_EVENT, UNKNOWN_STREAM, Intake, IntakeBounds, Queued
 from .logs import RateLimiter, get_logger, setup_logging
-from .pipeline import Pipeline, default_model_path, load_model
+from .pipeline import Job, Pipeline, default_model_path, load_model
 from .publisher import Publisher
 from .sdnotify import Notifier
 from .signals import SignalPipe
@@ -39,6 +40,9 @@ __all__ = ["Pipeline", "Service", "SocketBindError", "default_model_path"]
 NEVER_VALID = "(never valid)"
 #: messages read from the socket in one go before the loop looks at signals and timers again
 READ_BATCH = 10_000
+#: windows handed to the backend workers and not answered, per worker: one running and one waiting
+#: keeps every worker busy; beyond that, the loop stops taking packets (the live bounds then drop)
+IN_FLIGHT_PER_WORKER = 2
 
 
 class Service:
@@ -67,6 +71,8 @@ class Service:
         self._reload_requested = False
         self._state_override: str | None = None  # "reloading" / "stopping" while those run
         self._drop_log = RateLimiter(config.log.drop_log_interval_s)
+        #: per stream, its windows in order with their runs (done or on a worker): published in that order
+        self._pending: dict[str, deque[tuple[StreamSession, Window, Job | None]]] = {}
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.sockets: Sockets | None = None
         self._auth: Any = None
@@ -76,7 +82,7 @@ class Service:
         def build(name: str | None) -> Pipeline:
             if self.model is None:  # loaded by _start before the first build (invariant)
                 raise RuntimeError("no model loaded")
-            return Pipeline.build(config, self.model, name)
+            return Pipeline.build(config, self.model, name, workers=config.backend.workers)
 
         b = config.backend
         return BackendSupervisor(
@@ -101,8 +107,10 @@ class Service:
             self._close(session, "eos", item.received_ns, packet)
             return
         for window in self._accept(session, packet, item.received_ns):
-            self._run(session, window)
+            self._submit(session, window)
             self._ingest()  # keep ZeroMQ's buffers empty: time spent there is latency nobody can see
+            if self._pending:  # what the workers answered meanwhile goes out now, not at the end of the turn
+                self._collect()
 
     def _decode(self, session: StreamSession, item: Queued) -> EventPacket | EosPacket | None:
         pipeline = self.supervisor.pipeline
@@ -134,40 +142,81 @@ class Service:
         self.totals["events"] += len(packet.events)
         return result
 
-    def _run(self, session: StreamSession, window: Window) -> None:
-        """run -> decide -> publish for one window."""
-        pipeline = self.supervisor.pipeline
-        if pipeline is None:  # the segment was cut for a backend that is gone; _close drops it
+    def _submit(self, session: StreamSession, window: Window) -> None:
+        """Hand a window to the backend (a worker, or run now); its result is published in stream order."""
+        supervisor = self.supervisor
+        if supervisor.pipeline is None:  # the segment was cut for a backend that is gone; _close drops it
             return
-        if not window.active:
+        pool = supervisor.pool
+        if pool is not None:
+            while pool.busy() >= IN_FLIGHT_PER_WORKER * pool.size:  # every worker has its next window
+                pool.wait_any(0.05)
+                self._ingest()
+                self._collect()
+        job = supervisor.submit(window.spikes) if window.active else None
+        queue = self._pending.get(session.stream)
+        if queue is None:
+            queue = self._pending[session.stream] = deque()
+        queue.append((session, window, job))
+        self._collect_stream(session.stream, queue)
+
+    def _collect(self) -> None:
+        """Publish every run that has finished, each stream's in order."""
+        pool = self.supervisor.pool
+        if pool is not None:
+            pool.pump()
+        for stream, queue in list(self._pending.items()):
+            self._collect_stream(stream, queue)
+
+    def _collect_stream(self, stream: str, queue: deque[tuple[StreamSession, Window, Job | None]]) -> None:
+        while queue and (queue[0][2] is None or queue[0][2].done()):
+            session, window, job = queue.popleft()
+            self._finish_window(session, window, job)
+        if not queue:
+            self._pending.pop(stream, None)
+
+    def _drain(self, stream: str) -> None:
+        """Wait for and publish every run of ``stream`` in flight (before its segment closes)."""
+        queue = self._pending.pop(stream, None)
+        while queue:
+            session, window, job = queue.popleft()
+            self._finish_window(session, window, job)  # waits for a run still on a worker
+
+    def _finish_window(self, session: StreamSession, window: Window, job: Job | None) -> None:
+        """decide -> publish for one window whose run (if it needed one) has finished."""
+        pipeline = self.supervisor.pipeline
+        if pipeline is None:
+            return
+        if job is None:
             decision = session.skip(window, len(pipeline.labels))
         else:
-            t0 = time.perf_counter_ns()
-            run = self.supervisor.run(window.spikes)
+            run, inference_ms = self.supervisor.collect(job)
             if self._rebind(session) or run is None:  # the backend failed (and maybe a fallback took over)
                 session.stats.chunks_failed += 1
                 return
-            self.inference.add((time.perf_counter_ns() - t0) / 1e6)
+            self.inference.add(inference_ms)
             decision = session.record(window, run)
             seg = session.segment
             latency_ms = (time.perf_counter_ns() - window.received_ns) / 1e6
-            self.publisher.pred(session.stream, seg.last_seq if seg else -1, session.stats.chunks,
+            self.publisher.pred(session.stream, window.seq if seg else -1, session.stats.chunks,
                                 seg.segment_id if seg else None, window, run, pipeline, latency_ms)
             self.e2e.add(latency_ms)
         if decision is not None and session.segment is not None:
             session.stats.gestures += 1
             seg = session.segment
-            sent = self.publisher.gesture(session.stream, seg.last_seq, seg.segment_id, decision, pipeline)
+            sent = self.publisher.gesture(session.stream, window.seq, seg.segment_id, decision, pipeline)
             self.log.info("gesture", stream=session.stream, label=sent.label, confidence=sent.confidence)
 
     def _close(self, session: StreamSession, reason: str, received_ns: int, eos: EosPacket | None = None) -> None:
         """Run what the segment holds, publish its final decision (eos, flush, gap, reload, shutdown)."""
+        self._drain(session.stream)
         pipeline = self.supervisor.pipeline
         if pipeline is None:
             session.drop_segment()
             return
         for window in session.tail(received_ns):
-            self._run(session, window)
+            self._submit(session, window)
+        self._drain(session.stream)
         final = session.finish(reason, eos)
         if final is None or self.supervisor.pipeline is None:
             return
@@ -233,13 +282,16 @@ class Service:
             return
         now_s = time.monotonic()
         oversize = self.config.input.max_message_bytes
+        inp = sockets.inp
         for _ in range(READ_BATCH):
             if intake.held is not None and not self._place_held(now_s):
                 return
             if intake.paused():
                 return  # lossless: ZeroMQ's high-water mark now slows the sender
+            if not inp.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                break  # asking is cheaper than the exception an empty read raises
             try:
-                frames = sockets.inp.recv_multipart(zmq.NOBLOCK)
+                frames = inp.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
             item = Queued(frames, time.perf_counter_ns())
@@ -351,7 +403,17 @@ class Service:
         next_housekeeping = time.monotonic() + 0.5
         watchdog_every = (self.notifier.watchdog_s or 0) / 3 or None
         last_ping = 0.0
+        monitor = self.sockets.monitor
+        polled_fds: list[int] = []  # the backend workers' answers wake the loop like any input
         while not self._stop:
+            pool = self.supervisor.pool
+            fds = pool.fds() if pool is not None else []
+            if fds != polled_fds:
+                for fd in polled_fds:
+                    poller.unregister(fd)
+                for fd in fds:
+                    poller.register(fd, zmq.POLLIN)
+                polled_fds = fds
             now = time.monotonic()
             wake = min(next_status, next_housekeeping, self.supervisor.retry_at or next_status)
             if watchdog_every is not None:
@@ -367,8 +429,11 @@ class Service:
                 if got is None:
                     break
                 self._serve(*got)
+            if self._pending:
+                self._collect()
             now = time.monotonic()
-            self._watch_connections()
+            if monitor is not None and monitor in ready:  # reading the monitor costs a poll of its own
+                self._watch_connections()
             if self._reload_requested:
                 self._reload()
             self.supervisor.tick()
@@ -436,7 +501,7 @@ class Service:
         try:
             config = self._reload_config()
             model = load_model(config)
-            pipeline = Pipeline.build(config, model)
+            pipeline = Pipeline.build(config, model, workers=config.backend.workers)
         except Exception as exc:  # whatever failed, the running pipeline stays
             self._state_override = None
             self.supervisor.error = f"reload failed: {exc}"

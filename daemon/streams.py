@@ -46,6 +46,9 @@ class Window:
     t_end_us: int
     #: perf_counter ns at which the packet that completed the window was received
     received_ns: int
+    #: seq of the last packet the segment had taken when the window was cut (what its pred answers: the
+    #: segment may have taken more by the time a backend worker's run is published)
+    seq: int = -1
 
     @property
     def active(self) -> bool:
@@ -205,7 +208,7 @@ class StreamSession:
         return [self._window(seg, s, e, w, received_ns) for s, e, w in cut]
 
     def _window(self, seg: Segment, start: int, stop: int, spikes: np.ndarray, received_ns: int) -> Window:
-        return Window(start, stop, spikes, seg.tick_time_us(start), seg.tick_time_us(stop), received_ns)
+        return Window(start, stop, spikes, seg.tick_time_us(start), seg.tick_time_us(stop), received_ns, seg.last_seq)
 
     # ------------------------------------------------------------------------------------ decisions
 

@@ -18,16 +18,23 @@ from typing import Any
 
 import numpy as np
 
-from .chunking import WindowRun, run_window
+from .chunking import WindowRun
 from .errors import ChipMemoryError, ConfigError
-from .pipeline import Pipeline
+from .pipeline import Job, Pipeline, WorkerPool, execute
 
 #: (backend name or None for the configured one) -> a built pipeline
 Builder = Callable[["str | None"], Pipeline]
 
 
 class BackendSupervisor:
-    """Builds, runs, retries and falls back; ``generation`` changes whenever the serving pipeline does."""
+    """Builds, runs, retries and falls back; ``generation`` changes whenever the serving pipeline does.
+
+    Runs go through :meth:`submit` and :meth:`collect`. Without a worker pool (one worker, or a backend
+    that drives one board) a window runs inside ``submit``. With one, windows of different streams run
+    at once on the pipeline's worker processes while the loop's thread decodes, preprocesses, decides
+    and publishes. ``collect`` is called on the loop's thread only, so the failure handling (degrade,
+    retry, fall back) never runs concurrently with anything.
+    """
 
     def __init__(
         self,
@@ -86,7 +93,8 @@ class BackendSupervisor:
         self._serve(pipeline)
 
     def close(self) -> None:
-        """Release the serving backend."""
+        """Wait for the runs in flight, release the serving backend and its workers."""
+        self.quiesce()
         if self.pipeline is not None:
             self.pipeline.close()
             self.pipeline = None
@@ -95,31 +103,70 @@ class BackendSupervisor:
 
     def run(self, spikes: np.ndarray) -> WindowRun | None:
         """Scores of one window (split into runs that fit the chip); None when the backend failed."""
+        job = self.submit(spikes)
+        return None if job is None else self.collect(job)[0]
+
+    def submit(self, spikes: np.ndarray) -> Job | None:
+        """Start one window's run (on a worker when the pipeline has them); None when no backend serves."""
         pipeline = self.pipeline
         if pipeline is None:
             return None
-        try:
-            result = run_window(spikes, pipeline.backend)
-        except ChipMemoryError as exc:  # even one thinned tick does not fit: that window is lost, not the backend
+        pool = pipeline.pool
+        if pool is None:
+            return Job(self.generation, outcome=execute(spikes, pipeline.backend))
+        job = Job(self.generation, pool=pool)
+        pool.submit(job, spikes)
+        return job
+
+    @property
+    def pool(self) -> WorkerPool | None:
+        """The serving pipeline's worker processes (None: runs happen in this process)."""
+        return self.pipeline.pool if self.pipeline is not None else None
+
+    def in_flight(self) -> int:
+        """Windows handed to the workers and not answered yet."""
+        pool = self.pool
+        return 0 if pool is None else pool.busy()
+
+    def quiesce(self) -> None:
+        """Wait for every run in flight (before the workers they run on are closed or replaced)."""
+        pool = self.pool
+        while pool is not None and pool.busy():
+            pool.wait_any(None)
+
+    def collect(self, job: Job) -> tuple[WindowRun | None, float]:
+        """(scores, inference ms) of a submitted run, waiting for it; None when it failed or is stale.
+
+        Called on the loop's thread: a failure degrades (and may fall back) here, never on a worker. A run
+        of a pipeline that no longer serves is stale: the segment it belongs to is dropped anyway.
+        """
+        outcome = job.outcome()
+        if job.generation != self.generation:
+            return None, outcome.inference_ms
+        exc = outcome.error
+        if isinstance(exc, ChipMemoryError):  # even one thinned tick does not fit: that window is lost, not the backend
             self.counters["windows_refused"] += 1
             self._log("warning", "window does not fit the chip", error=str(exc))
-            return None
-        except Exception as exc:  # the board can fail mid-run: degrade, retry, never die
+            return None, outcome.inference_ms
+        if exc is not None:  # the board can fail mid-run: degrade, retry, never die
             self.counters["run_failures"] += 1
             if self.state != "degraded":
                 self._failed(f"run failed: {type(exc).__name__}: {exc}")
-            return None
+            return None, outcome.inference_ms
+        result = outcome.run
+        assert result is not None  # an outcome has a run or an error (invariant)
         self.counters["runs"] += result.runs
         if result.runs > 1:
             self.counters["windows_split"] += 1
         if result.thinned > 0:
             self.counters["windows_thinned"] += 1
-        return result
+        return result, outcome.inference_ms
 
     # ------------------------------------------------------------------------------------ internals
 
     def _swap(self, pipeline: Pipeline) -> None:
         """Serve ``pipeline`` from now on (sessions see the new generation and rebind)."""
+        self.quiesce()  # no worker may still run on an instance about to be closed
         old, self.pipeline = self.pipeline, pipeline
         if old is not None and old is not pipeline:
             old.close()
