@@ -5,14 +5,16 @@ below; each step is skipped when its output exists and training resumes from its
 interrupted run continues where it stopped. Work files go to ``--work`` (default ``build/pretrained``), the
 shipped artifacts to ``--dest`` (default ``models/pretrained``):
 
-1. ``s2gesture synth``: ``TRAIN_USERS`` training and ``TEST_USERS`` held-out users, ``REPEATS`` lighting
-   sessions each, recordings of ``DURATION_S`` s;
-2. float P-SNN in snnTorch semantics (``EPOCHS`` epochs of random ``WINDOW``-tick windows);
+1. ``s2gesture synth --with-none``: ``TRAIN_USERS`` training and ``TEST_USERS`` validation users,
+   ``REPEATS`` lighting sessions each, recordings of ``DURATION_S`` s, the 11 gestures and one "none"
+   distractor scene per session (12 classes);
+2. float P-SNN in snnTorch semantics (``EPOCHS`` epochs of random windows of ``WINDOW_MIN``-``WINDOW``
+   ticks, mirrored, shifted, zoomed, thinned and densified: ``AUGMENT``);
 3. the same network fine-tuned in chip semantics (``CHIP_EPOCHS`` epochs from the float weights);
 4. PTQ (p = 100, 99.9, 99) and QAT (Brevitas, ``QAT_EPOCHS``) of the float model; QAT of the
    chip-semantics model (in chip semantics);
 5. evaluation of all of them side by side (emulator with the daemon's chunking), report + figures;
-6. the shipped model ``psnn_int8.nir``: the chip-semantics QAT model, chosen by design before any test
+6. the shipped model ``psnn_int8.nir`` (and ``psnn_float.pt``, its float weights): the chip-semantics QAT model, chosen by design before any test
    result (it is the one trained for the arithmetic it runs in), with the evaluation in its card and in
    ``psnn_int8.report.json``.
 """
