@@ -53,8 +53,10 @@ class Queued:
     is_eos: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.nbytes = sum(len(f) for f in self.frames)
-        self.is_eos = bool(self.frames) and bytes(self.frames[0]).startswith(_EOS_PREFIX)
+        frames = self.frames
+        # two frames is every valid message: no generator, no copy of the topic (this runs for each packet)
+        self.nbytes = len(frames[0]) + len(frames[1]) if len(frames) == 2 else sum(len(f) for f in frames)
+        self.is_eos = bool(frames) and frames[0][:len(_EOS_PREFIX)] == _EOS_PREFIX
 
 
 @dataclass

@@ -158,8 +158,11 @@ class StreamSession:
         back in time also ends the segment: close it with reason ``time_backwards``).
         """
         events = packet.events
-        first_t = int(events["t"][0]) if len(events) else packet.t_end_us
-        last_t = packet.t_end_us if packet.t_end_us is not None else (int(events["t"][-1]) if len(events) else None)
+        n = len(events)
+        # the first and last event read once (a field view of the array costs more than these two reads)
+        last_event_t = int(events[n - 1]["t"]) if n else None
+        first_t = int(events[0]["t"]) if n else packet.t_end_us
+        last_t = packet.t_end_us if packet.t_end_us is not None else last_event_t
         if first_t is not None and last_t is not None and last_t - first_t > self.rules.max_span_us:
             # ticks are materialised for the whole span: a packet claiming hours would exhaust memory
             msg = f"packet spans {last_t - first_t} µs, the limit is streams.max_packet_span_s"
@@ -186,9 +189,9 @@ class StreamSession:
         except PreprocessError as exc:
             raise RejectedPacketError("preprocess", str(exc)) from exc
         self.stats.packets += 1
-        self.stats.events += len(events)
-        if len(events):
-            seg.t_floor_us = max(seg.t_floor_us, int(events["t"][-1]))
+        self.stats.events += n
+        if last_event_t is not None:
+            seg.t_floor_us = max(seg.t_floor_us, last_event_t)
         if packet.t_end_us is not None:
             seg.t_floor_us = max(seg.t_floor_us, packet.t_end_us)
         seg.last_seq = packet.seq
