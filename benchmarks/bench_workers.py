@@ -56,9 +56,19 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system, every thread) the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """CPU seconds (user + system, every thread) the process and its live children (backend workers) used."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK + sum(cpu_s(int(c)) for c in children)
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every process of the machine has used since boot (/proc/stat: all but idle and iowait)."""
+    f = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(f[:8]) - f[3] - f[4]) / CLK_TCK
 
 
 def load_average() -> str:
@@ -160,9 +170,11 @@ def _proc_init() -> None:
     _POOL_BACKEND.append(_backend())
 
 
-def _proc_run(spikes: np.ndarray) -> float:
+def _proc_run(packed: tuple[tuple[int, ...], bytes]) -> float:
     from s2gesture.daemon.chunking import run_window
 
+    shape, bits = packed  # packed bits, as the daemon sends windows to its workers
+    spikes = np.unpackbits(np.frombuffer(bits, dtype=np.uint8), count=int(np.prod(shape))).reshape(shape)
     return float(run_window(spikes, _POOL_BACKEND[0]).scores.sum())
 
 
@@ -184,7 +196,8 @@ def pool_alone(windows: list[np.ndarray], rounds: int) -> dict[str, float]:
     out: dict[str, list[float]] = {"one": [], "threads": [], "processes": []}
     ctx = mp.get_context("spawn")
     with ctx.Pool(2, initializer=_proc_init) as procs:
-        procs.map(_proc_run, windows[:4])  # each process loads its numba cache first
+        pack = lambda w: (w.shape, np.packbits(w, axis=None).tobytes())  # noqa: E731
+        procs.map(_proc_run, [pack(w) for w in windows[:4]])  # each process loads its numba cache first
         with ThreadPoolExecutor(2) as threads:
             for _ in range(rounds):
                 t0 = time.perf_counter()
@@ -195,7 +208,7 @@ def pool_alone(windows: list[np.ndarray], rounds: int) -> dict[str, float]:
                 list(threads.map(lambda k: [run_window(w, backends[k]) for w in windows[k::2]], (0, 1)))
                 out["threads"].append(len(windows) / (time.perf_counter() - t0))
                 t0 = time.perf_counter()
-                procs.map(_proc_run, windows, chunksize=1)
+                procs.map(_proc_run, [pack(w) for w in windows], chunksize=1)
                 out["processes"].append(len(windows) / (time.perf_counter() - t0))
     return {k: statistics.median(v) for k, v in out.items()}
 
@@ -282,11 +295,16 @@ def main(argv: list[str] | None = None) -> int:
         ]
         frames = interleave(*streams)
         caps: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+        busy0, mine0, wall0 = machine_busy_s(), os.times(), time.monotonic()
         for k in range(1 if args.quick else 3):
             for workers in (1, 2):
                 got = capacity(tmp / f"w{k}{workers}", workers, frames, n_streams, seconds)
                 print(f"workers={workers} round {k}: {got}", flush=True)
                 caps[workers].append(got)
+        mine1 = os.times()
+        mine = (mine1.user + mine1.system + mine1.children_user + mine1.children_system
+                - mine0.user - mine0.system - mine0.children_user - mine0.children_system)
+        others_cores = max(0.0, machine_busy_s() - busy0 - mine) / (time.monotonic() - wall0)
         windows = gesture_windows(16 if args.quick else 40)
         pool = pool_alone(windows, 1 if args.quick else 3)
         print(f"pool alone: {pool}", flush=True)
@@ -306,12 +324,14 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"The pool alone ({len(windows)} preprocessed 200-tick gesture windows, medians): one backend "
             f"{pool['one']:.0f} windows/s; 2 backends on a 2-thread pool {pool['threads']:.0f} windows/s "
-            f"({pool['threads'] / pool['one']:.2f}x); 2 worker processes (windows pickled to them) "
+            f"({pool['threads'] / pool['one']:.2f}x); 2 worker processes (windows sent as packed bits, as the daemon does) "
             f"{pool['processes']:.0f} windows/s ({pool['processes'] / pool['one']:.2f}x).",
             "",
         ]
         print("\n".join(md[-10:]), flush=True)
-    md.append(f"1-minute load average of the shared machine when the run ended: {load_average()}.")
+    md.append(f"1-minute load average of the shared machine when the run ended: {load_average()}; CPU time of other "
+              f"processes during the workers part: {others_cores:.2f} cores of {os.cpu_count()}." if not args.skip_workers
+              else f"1-minute load average of the shared machine when the run ended: {load_average()}.")
     md.append("")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(md))
