@@ -124,10 +124,11 @@ def torch_counts(model: PSNN, x: np.ndarray, semantics: str) -> np.ndarray:
 
 
 def emulator_counts(backend: Any, x: np.ndarray) -> np.ndarray:
-    """Output spike counts ``[N, n]`` of the emulator, one run per window."""
-    return np.stack(
-        [backend.run(np.ascontiguousarray(x[:, i])).output_spikes.sum(0) for i in range(x.shape[1])]
-    )
+    """Output spike counts ``[N, n]`` of the emulator, one run per window; a window too dense for the chip's
+    spike buffers is split in time as the daemon splits it (``chunking.run_window``)."""
+    from s2gesture.daemon.chunking import run_window
+
+    return np.stack([run_window(np.ascontiguousarray(x[:, i]), backend).scores for i in range(x.shape[1])])
 
 
 def full_recording_torch(
