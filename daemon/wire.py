@@ -706,7 +706,7 @@ class Status:
             "pid": self.pid,
             "version": self.version,
         }
-        if self.error:
+        if self.error is not None:  # an empty error string is still sent: it must read back the same
             body["error"] = self.error
         if self.backend_counters is not None:
             body["backend_counters"] = self.backend_counters
