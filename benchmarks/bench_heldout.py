@@ -68,9 +68,10 @@ def generate(users: int, sessions: int, seed: int, n_distractors: int, distracto
 
 def offline(model_path: Path, recordings: list[Any]) -> list[dict[str, Any]]:
     """Per recording, what a default-configured daemon decides: final class, onsets, first correct onset time."""
+    from tune_decision import chunk_table  # the daemon's windows and scores, as the tuning computes them
+
     from s2gesture.daemon.backends import get_backend, options_from_card
     from s2gesture.daemon.card import read_model
-    from s2gesture.daemon.chunking import plan_chunks, score_window
     from s2gesture.daemon.preprocess import PreprocessSpec, preprocess_recording
     from s2gesture.models.evaluate import daemon_chunk_plan, daemon_policy
 
@@ -85,14 +86,13 @@ def offline(model_path: Path, recordings: list[Any]) -> list[dict[str, Any]]:
             spikes = preprocess_recording(rec, spec)
             pol = daemon_policy(model.card.none_index)
             onsets, ttc = [], None
-            for start, stop in plan_chunks(len(spikes), plan):
-                scores = score_window(spikes[start:stop], backend, plan)
-                d = pol.update(np.zeros(backend.n_outputs) if scores is None else scores,
-                               start * spec.dt_us, stop * spec.dt_us)  # fmt: skip
+            scores, ends = chunk_table(spikes, backend, plan, spec.dt_us)
+            for row, t_end in zip(scores, ends, strict=True):
+                d = pol.update(row, max(0, int(t_end) - plan.window * spec.dt_us), int(t_end))
                 if d is not None:
                     onsets.append(d.class_id)
                     if d.class_id == rec.label and ttc is None:
-                        ttc = stop * spec.dt_us / 1e3
+                        ttc = t_end / 1e3
             out.append({"final": pol.final().class_id, "onsets": onsets, "ttc_ms": ttc})
     finally:
         backend.close()
