@@ -694,7 +694,7 @@ def load_variant(path: str | Path, name: str | None = None) -> Variant:
     path = Path(path)
     if path.suffix == ".nir":
         m = read_model(path)
-        model = psnn_from_nir(m.graph)
+        model = psnn_from_nir(m.graph, dt=m.card.conversion.dt)
         return Variant(
             name or m.card.name, model, m.graph, m.card, str(m.card.semantics.get("trained_for", "snntorch")),
             dict(m.card.quantization),
@@ -703,7 +703,8 @@ def load_variant(path: str | Path, name: str | None = None) -> Variant:
     if blob.get("kind") != "int8":
         msg = f"{path} is a {blob.get('kind')!r} model; pass integer models (.pt from `s2gesture quantize` or .nir)"
         raise ValueError(msg)
-    card = make_card(name or path.stem, blob["quantization"], semantics=blob.get("semantics", "snntorch"))
+    card = make_card(name or path.stem, blob["quantization"], semantics=blob.get("semantics", "snntorch"),
+                     tau_ticks=model.cfg.tau_ticks)  # fmt: skip
     return Variant(
         name or path.stem,
         model,

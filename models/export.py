@@ -84,7 +84,9 @@ def to_nir_graph(
         elif stage.kind == "lif":
             thr = float(model.thresholds[lif_index].detach())
             lif_index += 1
-            node = leaky_lif(stage.shape, cfg.beta, thr, dt)
+            beta = model.lif_beta(lif_index - 1)
+            per_channel = beta if isinstance(beta, float) else beta.detach().cpu().numpy().reshape(-1)
+            node = leaky_lif(stage.shape, per_channel, thr, dt)
         elif stage.kind == "sumpool":
             k = stage.params["k"]
             node = nir.SumPool2d(
@@ -115,6 +117,7 @@ def make_card(
     input_spec: InputSpec | None = None,
     latency_ticks: int = 5,
     classes: tuple[str, ...] | None = None,
+    tau_ticks: tuple[tuple[float, float], ...] | None = None,
 ) -> ModelCard:
     """The model card of an exported P-SNN (``classes``: in output order; default the 11 DVS Gesture classes)."""
     return ModelCard(
@@ -129,7 +132,10 @@ def make_card(
             "reset_timing": "same tick" if semantics == "chip" else "next step (snnTorch reset_delay)",
             "latency_ticks_per_projection": 1 if semantics == "chip" else 0,
             "chip_latency_ticks": latency_ticks,
-            "beta": 0.93,
+            **({"beta": 0.93} if tau_ticks is None else {
+                "tau_ticks_per_layer": [list(p) for p in tau_ticks],
+                "tau_spread": "geometric over each layer's channels, beta = 1 - 1/tau",
+            }),
             "readout": "class = most output spikes",
         },
         training=training or {},
@@ -199,14 +205,18 @@ def cli(argv: list[str] | None = None) -> int:
         training=blob.get("training", {}),
         metrics=metrics,
         latency_ticks=model.n_projections,
+        tau_ticks=model.cfg.tau_ticks,
     )
     result = export_model(model, args.out, card)
     print(f"wrote {result.path} (graph hash {result.hash}, {len(result.graph.nodes)} nodes)")
     return 0
 
 
-def psnn_from_nir(graph: Any) -> PSNN:
-    """Rebuild the torch P-SNN (integer weights, thresholds) from a graph written by :func:`to_nir_graph`."""
+def psnn_from_nir(graph: Any, dt: float = IDENTITY_CONVERSION.dt) -> PSNN:
+    """Rebuild the torch P-SNN (integer weights, thresholds, decays) from a graph written by :func:`to_nir_graph`.
+
+    ``dt``: the conversion's time step (the card's), which turns the graph's ``tau`` into the chip's decay.
+    """
     import torch
 
     from .network import PSNN, PSNNConfig
@@ -218,16 +228,34 @@ def psnn_from_nir(graph: Any) -> PSNN:
         raise ValueError(msg)
     shape = tuple(int(v) for v in np.asarray(nodes["input"].input_type["input"]))
     # tau = dt / (1 - beta) and r = tau / dt, so beta = 1 - 1/r whatever dt is
-    beta = 1.0 - 1.0 / float(np.asarray(nodes["lif1"].r).reshape(-1)[0])
+    lif_names = ["lif1", "lif2", "lif3", "lif4", "lif5"]
+    r_per_channel = [np.asarray(nodes[n].r, dtype=np.float64).reshape(np.shape(nodes[n].r)[0], -1)[:, 0]
+                     for n in lif_names]  # fmt: skip
+    uniform = all(np.all(r == r_per_channel[0][0]) for r in r_per_channel)
+    beta = 1.0 - 1.0 / float(r_per_channel[0][0])
+    # a heterogeneous model's spread is recovered from its shortest and longest time constant per layer
+    tau_ticks = None if uniform else tuple((round(float(r[0]), 4), round(float(r[-1]), 4)) for r in r_per_channel)
     cfg = PSNNConfig(
         in_channels=shape[0],
         input_size=(shape[1], shape[2]),
         channels=tuple(int(nodes[n].weight.shape[0]) for n in ("conv1", "conv2", "conv3")),
         hidden=int(nodes["fc1"].weight.shape[0]),
         n_classes=int(nodes["fc2"].weight.shape[0]),
-        beta=round(beta, 6),
+        beta=round(beta, 6) if uniform else 0.93,
+        tau_ticks=tau_ticks,
     )
     model = PSNN(cfg)
+    if not uniform:
+        # the decays the chip will use (1 - dt/tau, float32), so the rebuilt model runs the graph's arithmetic
+        for i, name in enumerate(lif_names):
+            tau = np.asarray(nodes[name].tau, dtype=np.float32)
+            chip = (1 - dt / tau).reshape(tau.shape[0], -1)
+            if not np.all(chip == chip[:, :1]):
+                msg = f"graph's {name} has different time constants within one channel; not a P-SNN export"
+                raise ValueError(msg)
+            buffer = model.lif_beta(i)
+            assert isinstance(buffer, torch.Tensor)  # tau_ticks is set, so every layer has per-channel decays
+            buffer.copy_(torch.from_numpy(chip[:, 0].copy()).reshape(buffer.shape))
     with torch.no_grad():
         for name in model.weights:
             model.weights[name].weight.copy_(

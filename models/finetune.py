@@ -89,6 +89,14 @@ def grow_output(model: PSNN, n_new: int, *, seed: int = 0) -> PSNN:
     gen = torch.Generator().manual_seed(seed)
     extra = torch.randn((n_new, old.shape[1]), generator=gen) * old.std()
     state["weights.fc2.weight"] = torch.cat([old, extra], dim=0)
+    if "beta_lif5" in state:
+        # per-class output decays: the new classes must not change the old ones' time constants
+        lo, hi = model.cfg.tau_ticks[-1] if model.cfg.tau_ticks else (0.0, 0.0)
+        if lo != hi:
+            msg = (f"grow_output: the output layer's time constants spread {lo}-{hi} ticks over the classes; "
+                   "adding classes would change the old ones' decays (train with one output time constant)")  # fmt: skip
+            raise ValueError(msg)
+        state["beta_lif5"] = grown.beta_lif5.clone()
     grown.load_state_dict(state)
     grown.eval()
     return grown
@@ -287,7 +295,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              "users": sorted(set(train.users)), "torch": torch.__version__},
                 "base_training": blob.get("training", {})}  # fmt: skip
     card = make_card(args.name or out.stem, record, semantics="chip", training=training, metrics=metrics,
-                     latency_ticks=int_model.n_projections)  # fmt: skip
+                     latency_ticks=int_model.n_projections, tau_ticks=int_model.cfg.tau_ticks)  # fmt: skip
     card = dataclasses.replace(card, classes=tuple(classes), input=input_spec)
     result = export_model(int_model, out, card)
     float_path = out.with_suffix(".float.pt")

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (the torch convention)
 from torch import nn
@@ -31,6 +32,8 @@ from torch import nn
 from s2gesture.daemon.backends.chip import SPINNAKER2
 
 from .semantics import Semantics, delay_one_tick, get_semantics, lif_run
+
+N_LIF = 5  # LIF layers of the P-SNN
 
 
 @dataclass(frozen=True)
@@ -45,12 +48,23 @@ class PSNNConfig:
     beta: float = 0.93
     threshold: float = 1.0
     slope: float = 25.0
+    # Membrane time constants in ticks, one (shortest, longest) pair per LIF layer, spread geometrically
+    # over the layer's channels (a convolution's feature maps, a dense layer's neurons); None: every neuron
+    # decays with ``beta`` (tau 14 ticks). With one time constant a layer is a spatial filter followed by the
+    # same temporal filter everywhere, which cannot tell which of two places was crossed first; a slow channel
+    # beside a fast one lets the next layer see the order (clockwise vs counter-clockwise), within one
+    # layer's per-neuron ``alpha_decay`` on the chip.
+    tau_ticks: tuple[tuple[float, float], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (tuples as lists)."""
         d = asdict(self)
         d["input_size"] = list(self.input_size)
         d["channels"] = list(self.channels)
+        if self.tau_ticks is not None:
+            d["tau_ticks"] = [list(p) for p in self.tau_ticks]
+        else:
+            d.pop("tau_ticks")  # older readers (and files) have no such key
         return d
 
     @classmethod
@@ -59,7 +73,25 @@ class PSNNConfig:
         d = dict(d)
         d["input_size"] = tuple(d["input_size"])
         d["channels"] = tuple(d["channels"])
+        if d.get("tau_ticks") is not None:
+            d["tau_ticks"] = tuple((float(lo), float(hi)) for lo, hi in d["tau_ticks"])
         return cls(**d)
+
+    def layer_betas(self) -> list[np.ndarray | None]:
+        """Per LIF layer: float32 ``beta`` per channel (``1 - 1/tau``), or None where all decay with ``beta``."""
+        if self.tau_ticks is None:
+            return [None] * N_LIF
+        if len(self.tau_ticks) != N_LIF:
+            msg = f"tau_ticks needs one (shortest, longest) pair per LIF layer ({N_LIF}), found {len(self.tau_ticks)}"
+            raise ValueError(msg)
+        widths = [*self.channels, self.hidden, self.n_classes]
+        out: list[np.ndarray | None] = []
+        for (lo, hi), n in zip(self.tau_ticks, widths, strict=True):
+            if not 1.0 < lo <= hi:
+                msg = f"tau_ticks ({lo}, {hi}): time constants must be > 1 tick and shortest <= longest"
+                raise ValueError(msg)
+            out.append((1.0 - 1.0 / np.geomspace(lo, hi, n)).astype(np.float32))
+        return out
 
 
 @dataclass(frozen=True)
@@ -160,6 +192,17 @@ class PSNN(nn.Module):
             self.thresholds = nn.Parameter(thr)
         else:
             self.register_buffer("thresholds", thr)
+        # per-channel decays as buffers shaped to broadcast over [B, C, H, W] / [B, N] (fixed, not learned);
+        # only for heterogeneous models, so that older files load unchanged
+        self._betas: list[str | None] = []
+        lifs = [s for s in self.stages if s.kind == "lif"]
+        for b, stage in zip(self.cfg.layer_betas(), lifs, strict=True):
+            if b is None:
+                self._betas.append(None)
+                continue
+            name = f"beta_{stage.name}"
+            self.register_buffer(name, torch.from_numpy(b).reshape((-1,) + (1,) * (len(stage.shape) - 1)))
+            self._betas.append(name)
 
     @property
     def n_projections(self) -> int:
@@ -226,7 +269,7 @@ class PSNN(nn.Module):
             elif stage.kind == "lif":
                 h = lif_run(
                     h,
-                    beta=self.cfg.beta,
+                    beta=self.lif_beta(lif_index),
                     threshold=self.thresholds[lif_index],
                     same_tick_reset=sem.same_tick_reset,
                     slope=self.cfg.slope,
@@ -245,6 +288,22 @@ class PSNN(nn.Module):
             if stage.name == stop_at:
                 break
         return (h, recorded) if record else h
+
+    def lif_beta(self, index: int) -> float | torch.Tensor:
+        """Decay of LIF layer ``index``: the config's ``beta``, or a per-channel tensor."""
+        name = self._betas[index]
+        return self.cfg.beta if name is None else getattr(self, name)
+
+    @torch.no_grad()
+    def copy_decays_(self, other: PSNN) -> PSNN:
+        """Take ``other``'s per-channel decays (a quantized or fake-quantized copy keeps its float model's)."""
+        for mine, theirs in zip(self._betas, other._betas, strict=True):
+            if (mine is None) != (theirs is None):
+                msg = "copy_decays_: one model has per-channel time constants and the other does not"
+                raise ValueError(msg)
+            if mine is not None and theirs is not None:
+                getattr(self, mine).copy_(getattr(other, theirs))
+        return self
 
     def iter_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(name, effective weight) per weight layer, in network order."""

@@ -81,7 +81,7 @@ def integer_model(model: PSNN, ints: dict[str, np.ndarray], thresholds: dict[str
 
     from .network import PSNN
 
-    q = PSNN(model.cfg)
+    q = PSNN(model.cfg).copy_decays_(model)
     lif_of = _lif_index_of(q)
     with torch.no_grad():
         for name, w in ints.items():
@@ -121,7 +121,7 @@ def qat_model_from_float(model: PSNN, *, spec: SpiNNaker2Spec = SPINNAKER2) -> P
 
     from .network import PSNN
 
-    q = PSNN(model.cfg, layers="brevitas", learn_threshold=True, weight_bits=spec.weight_bits)
+    q = PSNN(model.cfg, layers="brevitas", learn_threshold=True, weight_bits=spec.weight_bits).copy_decays_(model)
     with torch.no_grad():
         for name, layer in model.weights.items():
             q.weights[name].weight.copy_(layer.weight)

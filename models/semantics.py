@@ -61,7 +61,7 @@ def _surrogate(slope: float):  # type: ignore[no-untyped-def]
 def lif_run(
     cur: torch.Tensor,
     *,
-    beta: float,
+    beta: float | torch.Tensor,
     threshold: torch.Tensor | float,
     same_tick_reset: bool,
     slope: float = 25.0,

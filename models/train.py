@@ -513,6 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--slope", type=float, default=25.0, help="fast-sigmoid surrogate slope")
     p.add_argument(
+        "--tau-ticks", type=_tau_ticks, default=None, metavar="LO:HI,...",
+        help="membrane time constants in ticks per LIF layer, spread over its channels (5 pairs, e.g. "
+        "8:40,8:80,10:150,10:200,14:14); default one beta (0.93) everywhere",
+    )  # fmt: skip
+    p.add_argument(
         "--rates",
         type=float,
         nargs=2,
@@ -597,7 +602,8 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         if int(np.max(train.labels)) >= n_classes:
             msg = f"--classes {n_classes}: the training data has label {int(np.max(train.labels))}; use --classes {int(np.max(train.labels)) + 1}"
             raise ValueError(msg)
-        model = PSNN(PSNNConfig(channels=tuple(args.channels), hidden=args.hidden, slope=args.slope, n_classes=n_classes))
+        model = PSNN(PSNNConfig(channels=tuple(args.channels), hidden=args.hidden, slope=args.slope, n_classes=n_classes,
+                                tau_ticks=args.tau_ticks))  # fmt: skip
         init_from_data_(model, train, cfg)
     out = Path(args.out)
     t0 = time.perf_counter()
@@ -643,6 +649,16 @@ def calibrate_init_(
                 gain *= step
             rates.append(rate)
     return rates
+
+
+def _tau_ticks(text: str) -> tuple[tuple[float, float], ...]:
+    """``--tau-ticks`` "8:40,8:80,..." -> ((8.0, 40.0), (8.0, 80.0), ...), with a message that shows the form."""
+    try:
+        pairs = tuple((float(lo), float(hi)) for lo, hi in (p.split(":") for p in text.split(",")))
+    except ValueError:
+        msg = f"--tau-ticks {text!r}: expected LO:HI pairs separated by commas, one per LIF layer (e.g. 8:40,8:80,10:150,10:200,14:14)"
+        raise argparse.ArgumentTypeError(msg) from None
+    return pairs
 
 
 def init_from_data_(model: PSNN, train: BinnedSet, cfg: TrainConfig, n: int = 8) -> list[float]:

@@ -81,6 +81,58 @@ def test_round_trip_gives_identical_emulator_outputs(tmp_path) -> None:
         assert np.array_equal(rec[name][:, 0].reshape(rec[name].shape[0], -1).numpy(), outs[1].spikes[name])
 
 
+HETERO = PSNNConfig(channels=(4, 4, 4), hidden=16, tau_ticks=((2.0, 30.0), (3.0, 60.0), (4.0, 90.0), (5.0, 300.0), (9.0, 9.0)))
+
+
+def test_per_channel_time_constants_run_bit_for_bit_on_the_emulator(tmp_path) -> None:
+    """A model whose channels decay differently: the graph carries one tau per channel, the emulator's spikes in
+    every layer equal the torch chip simulator's, and the file rebuilds the same decays."""
+    from s2gesture.models.evaluate import load_variant
+
+    qmodel, record = _int_model(4, HETERO)
+    graph = to_nir_graph(qmodel)
+    tau1 = graph.nodes["lif1"].tau
+    assert len(set(tau1[:, 0, 0].tolist())) == 4 and np.all(tau1 == tau1[:, :1, :1])
+    assert len(set(graph.nodes["lif4"].tau.tolist())) == 16
+    card = make_card("h", record, semantics="chip", tau_ticks=HETERO.tau_ticks)
+    assert card.semantics["tau_ticks_per_layer"][3] == [5.0, 300.0] and "beta" not in card.semantics
+    export_model(qmodel, tmp_path / "h.nir", card)
+    loaded = read_model(tmp_path / "h.nir")
+    backend = get_backend("emulator", **options_from_card(loaded.card))
+    backend.load(loaded.graph)
+    # the chip's per-neuron decays are the model's, exactly
+    chip_alpha = backend.net.populations["lif1"].alpha_decay.reshape(4, -1)
+    assert np.array_equal(chip_alpha[:, 0], qmodel.lif_beta(0).reshape(-1).numpy())
+    x = _input(5, T=120, p=0.05)
+    res = backend.run(x, record=("spikes",))
+    backend.close()
+    with torch.no_grad():
+        out, rec = qmodel(torch.from_numpy(x[:, None]).float(), "chip", record=True)
+    assert res.output_spikes.sum() > 0
+    assert np.array_equal(out[:, 0].numpy(), res.output_spikes)
+    for name in ("lif1", "lif2", "lif3", "lif4"):
+        assert np.array_equal(rec[name][:, 0].reshape(rec[name].shape[0], -1).numpy(), res.spikes[name])
+    # the same weights with one decay everywhere spike differently: the time constants are really used
+    uniform = PSNN(SMALL)
+    uniform.load_state_dict({k: v for k, v in qmodel.state_dict().items() if not k.startswith("beta_")})
+    with torch.no_grad():
+        assert not torch.equal(uniform(torch.from_numpy(x[:, None]).float(), "chip"), out)
+    back = load_variant(tmp_path / "h.nir").model
+    assert back.cfg.tau_ticks is not None
+    for i in range(5):
+        assert torch.equal(back.lif_beta(i), qmodel.lif_beta(i))
+
+
+def test_time_constant_spread_is_checked() -> None:
+    """tau_ticks needs a pair per LIF layer, each above one tick and in order; the message says which."""
+    with pytest.raises(ValueError, match=r"one \(shortest, longest\) pair per LIF layer"):
+        PSNN(PSNNConfig(tau_ticks=((2.0, 3.0),)))
+    with pytest.raises(ValueError, match="> 1 tick"):
+        PSNN(PSNNConfig(tau_ticks=((0.5, 3.0),) * 5))
+    assert PSNNConfig.from_dict(HETERO.to_dict()) == HETERO
+    assert "tau_ticks" not in SMALL.to_dict()
+
+
 def test_graph_without_card_is_refused_and_card_option_serves_it(tmp_path) -> None:
     """A foreign graph has no card: read_model names the missing card; supplying one on the side works."""
     qmodel, _ = _int_model(2)

@@ -145,10 +145,12 @@ def _finetune(root: Path, out: Path, *extra: str) -> subprocess.CompletedProcess
                       "--cache", str(root / "cache"), "--no-progress", *extra)  # fmt: skip
 
 
-def test_grow_output_keeps_the_old_classes_exactly() -> None:
-    """Old output neurons of a grown model spike exactly as before; the new one is not silent by construction."""
+@pytest.mark.parametrize("tau_ticks", [None, ((3.0, 30.0), (3.0, 60.0), (4.0, 90.0), (5.0, 200.0), (14.0, 14.0))])
+def test_grow_output_keeps_the_old_classes_exactly(tau_ticks) -> None:
+    """Old output neurons of a grown model spike exactly as before (one decay or per-channel time constants);
+    the new one is not silent by construction."""
     torch.manual_seed(1)
-    model = PSNN(PSNNConfig(channels=(4, 4, 4), hidden=16, n_classes=12))
+    model = PSNN(PSNNConfig(channels=(4, 4, 4), hidden=16, n_classes=12, tau_ticks=tau_ticks))
     with torch.no_grad():
         for layer in model.weights.values():
             layer.weight.mul_(3.0)
@@ -159,6 +161,13 @@ def test_grow_output_keeps_the_old_classes_exactly() -> None:
         old, new = model(x, "chip"), grown(x, "chip")
     assert torch.equal(new[..., :12], old)
     assert float(grown.weights["fc2"].weight[12:].detach().std()) > 0
+
+
+def test_grow_output_refuses_to_change_old_classes_time_constants() -> None:
+    """An output layer whose classes decay differently cannot grow without changing the old classes' decays."""
+    spread = ((3.0, 30.0), (3.0, 60.0), (4.0, 90.0), (5.0, 200.0), (5.0, 50.0))
+    with pytest.raises(ValueError, match="output layer's time constants spread 5.0-50.0 ticks"):
+        grow_output(PSNN(PSNNConfig(channels=(4, 4, 4), hidden=16, n_classes=12, tau_ticks=spread)), 1)
 
 
 def test_finetune_adds_a_class_the_daemon_serves_after_sighup(takes: Path, tmp_path: Path) -> None:
