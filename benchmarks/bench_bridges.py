@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from _common import write_section  # benchmarks/ is sys.path[0] when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -129,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "earliest a subscriber on the daemon's own output can know of a gesture, so the figures are what each "
         "bridge (an extra hop, a serialization and a broker or DDS transport) costs a robot.",
     ]
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
-    print(RESULTS.read_text())
+    write_section(RESULTS, lines)
     return 0
 
 

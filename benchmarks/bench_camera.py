@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import write_section  # benchmarks/ is sys.path[0] when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -471,9 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         "evt3 stream). Our reader adds the header, the conversion to EVENT_DTYPE with the bounds and order checks "
         "in one compiled pass, and the validated `Recording` (daemon/events.check_events walks the events again).",
     ]
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
-    print(RESULTS.read_text())
+    write_section(RESULTS, lines)
     return 0
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import msgpack
 import numpy as np
 import zmq
+from _common import write_section  # benchmarks/ is sys.path[0] when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -363,9 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         "Fuzz drops by reason: " + ", ".join(f"{k} {v:,}" for k, v in sorted(fz["reasons"].items())) + ".",
         "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(md))
-    print(f"wrote {RESULTS}")
+    write_section(RESULTS, md, echo=False)
     return 0
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import zmq
+from _common import write_section  # benchmarks/ is sys.path[0] when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -305,9 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{fuzz['msgs_per_s']:,.0f} messages/s.",
         "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_section(RESULTS, lines)
     return 0
 
 

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import write_section  # benchmarks/ is sys.path[0] when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "finetune.md"
@@ -200,9 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| the known classes ({int((~is_new).sum())}) | {new['old']:.3f} | {before['int8']:.3f} |",
         "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_section(RESULTS, lines)
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)

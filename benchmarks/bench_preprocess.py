@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import write_section  # benchmarks/ is sys.path[0] when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "preprocess.md"
@@ -161,9 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| fresh process: import + first packet (numba cache warm) | {startup:.2f} s |",
         "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_section(RESULTS, lines)
     return 0
 
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import write_section  # benchmarks/ is sys.path[0] when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "synth.md"
@@ -82,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(speed-up {wall[1] / wall[2]:.2f}x on {len(cores) or '?'} cores) |",
         "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_section(RESULTS, lines)
     return 0
 
 

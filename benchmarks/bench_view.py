@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import zmq
+from _common import write_section  # benchmarks/ is sys.path[0] when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -366,9 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if demo_line:
         lines += ["", f"Screenshot: docs/view_demo.png, during `s2gesture demo --view` ({demo_line})."]
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
-    print(RESULTS.read_text())
+    write_section(RESULTS, lines)
     return 0
 
 

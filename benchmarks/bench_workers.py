@@ -36,6 +36,7 @@ from typing import Any
 import msgpack
 import numpy as np
 import zmq
+from _common import write_section  # benchmarks/ is sys.path[0] when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -333,9 +334,7 @@ def main(argv: list[str] | None = None) -> int:
               f"processes during the workers part: {others_cores:.2f} cores of {os.cpu_count()}." if not args.skip_workers
               else f"1-minute load average of the shared machine when the run ended: {load_average()}.")
     md.append("")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(md))
-    print(f"wrote {RESULTS}")
+    write_section(RESULTS, md, echo=False)
     return 0
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from _common import write_section  # benchmarks/ is sys.path[0] when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "decision.md"
@@ -252,10 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             c.window_ticks, c.stride_ticks, d.smoothing, d.onset_confidence, d.min_chunks, d.commit_confidence
         ):
             lines += ["", "Current defaults:", "", header, "|---|---|---|---|---|---|---|---|---|---|---|", line(r)]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
     _plot(rows, front, chosen)
-    print("\n".join(lines))
+    write_section(RESULTS, lines)
     return 0
 
 
