@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "false_by_kind": {k: int(sum(v)) for k, v in by_kind.items()},
         "distractor_final_none": int(sum(o["final"] == none for o in off_d)) if none is not None else 0,
         "n_distractors": len(distractors), "offline_s": off_s,
+        "errors": confusion_summary(labels, finals, card.classes),
     }  # fmt: skip
     if not args.no_live:
         t2 = time.perf_counter()
@@ -193,6 +194,23 @@ def main(argv: list[str] | None = None) -> int:
         write_card_metrics(model_path, result)
         print(f"recorded in the card of {model_path}")
     return 0
+
+
+#: the same arm circling the other way (right arm cw/ccw, left arm cw/ccw), by class index
+DIRECTION_PAIRS = ({3, 4}, {5, 6})
+
+
+def confusion_summary(labels: np.ndarray, finals: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
+    """How many errors swap a circle's direction, and the most frequent (true, answered) pairs."""
+    wrong = labels != finals
+    swaps = sum({int(a), int(b)} in DIRECTION_PAIRS for a, b in zip(labels[wrong], finals[wrong], strict=True))
+    pairs: dict[tuple[int, int], int] = {}
+    for a, b in zip(labels[wrong], finals[wrong], strict=True):
+        pairs[(int(a), int(b))] = pairs.get((int(a), int(b)), 0) + 1
+    name = {i: c for i, c in enumerate(classes)} | {-1: "(no answer)"}
+    top = sorted(pairs.items(), key=lambda kv: -kv[1])[:5]
+    return {"n_errors": int(wrong.sum()), "direction_swaps": int(swaps),
+            "top": [{"true": name[a], "answered": name[b], "n": n} for (a, b), n in top]}  # fmt: skip
 
 
 def write_card_metrics(model_path: Path, result: dict[str, Any]) -> None:
@@ -237,6 +255,10 @@ def report_md(r: dict[str, Any]) -> str:
         "",
         "Per lighting: " + ", ".join(f"{x['lighting']} {100 * x['acc']:.1f} %" for x in r["per_lighting"]) + ".",
     ]
+    if "errors" in r:
+        e = r["errors"]
+        lines += ["", f"Errors: {e['n_errors']}, of which {e['direction_swaps']} answer the same arm circling the other way; "
+                  "most frequent: " + "; ".join(f"{t['true']} -> {t['answered']} {t['n']}" for t in e["top"]) + "."]  # fmt: skip
     if "live" in r:
         lv = r["live"]
         lt = lv["time_to_first_correct_ms"]
