@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-# Defaults sized for ~30-40 min on 2 shared CPU cores (docs/model.md gives the measured times).
+# Defaults sized for about an hour on 2 shared CPU cores (measured 66 min; docs/model.md gives the split).
 TRAIN_USERS = 24
 TEST_USERS = 4  # validation users: the training curve and the recipe's report; never the accuracy claim
 REPEATS = 2
