@@ -30,6 +30,7 @@ import torch.nn.functional as F  # noqa: N812 (the torch convention)
 from torch import nn
 
 from s2gesture.daemon.backends.chip import SPINNAKER2
+from s2gesture.daemon.nirnodes import exportable_betas
 
 from .semantics import Semantics, delay_one_tick, get_semantics, lif_run
 
@@ -90,7 +91,8 @@ class PSNNConfig:
             if not 1.0 < lo <= hi:
                 msg = f"tau_ticks ({lo}, {hi}): time constants must be > 1 tick and shortest <= longest"
                 raise ValueError(msg)
-            out.append((1.0 - 1.0 / np.geomspace(lo, hi, n)).astype(np.float32))
+            # decays the chip's FORWARD conversion reproduces exactly (a shift of at most a few ulps)
+            out.append(exportable_betas((1.0 - 1.0 / np.geomspace(lo, hi, n)).astype(np.float32)))
         return out
 
 

@@ -110,6 +110,30 @@ def test_unknown_formulation_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
+    ("switches", "v_leak", "modes"),
+    [({}, 0.0, {3, 2}), ({"reset": "ZERO", "threshold_op": ">="}, 0.0, {3, 2}), ({"threshold_op": ">="}, 1.5, {0, 1})],
+)
+def test_per_neuron_decay_kernel_is_exact(switches: dict[str, str], v_leak: float, modes: set[int]) -> None:
+    """The bundled model's channels decay differently: its layers take the decay-per-neuron loop (or, with an
+    i_offset, the general one) and every spike and voltage equals the reference simulator's."""
+    import copy
+
+    from s2gesture.daemon.backends import options_from_card
+    from s2gesture.daemon.backends.emulator import uniformity
+
+    model = read_model("models/pretrained/psnn_int8.nir")
+    graph = copy.deepcopy(model.graph)
+    for name in ("lif1", "lif2", "lif3", "lif4", "lif5"):
+        graph.nodes[name].v_leak = np.full(np.shape(graph.nodes[name].v_leak), v_leak, dtype=np.float32)
+    opts = {**options_from_card(model.card), **switches}
+    emu = get_backend("emulator", check_memory=False, **opts)
+    emu.load(graph)
+    assert {uniformity(p.params) for p in emu.plans.values()} == modes
+    x = (np.random.default_rng(11).random((30, *emu.input_shape)) < 0.2).astype(np.uint8)
+    _run_all(graph, opts, x)
+
+
+@pytest.mark.parametrize(
     ("switches", "v_leak"),
     [
         ({}, 0.0),

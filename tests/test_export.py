@@ -103,6 +103,8 @@ def test_per_channel_time_constants_run_bit_for_bit_on_the_emulator(tmp_path) ->
     # the chip's per-neuron decays are the model's, exactly
     chip_alpha = backend.net.populations["lif1"].alpha_decay.reshape(4, -1)
     assert np.array_equal(chip_alpha[:, 0], qmodel.lif_beta(0).reshape(-1).numpy())
+    for i, name in enumerate(("lif1", "lif2", "lif3", "lif4", "lif5")):  # thresholds reach it unscaled
+        assert np.all(backend.net.populations[name].threshold == np.float32(qmodel.thresholds[i]))
     x = _input(5, T=120, p=0.05)
     res = backend.run(x, record=("spikes",))
     backend.close()
@@ -121,6 +123,26 @@ def test_per_channel_time_constants_run_bit_for_bit_on_the_emulator(tmp_path) ->
     assert back.cfg.tau_ticks is not None
     for i in range(5):
         assert torch.equal(back.lif_beta(i), qmodel.lif_beta(i))
+
+
+def test_chip_tau_r_gives_exact_decays_and_unit_r_factor() -> None:
+    """For many time constants the chosen float32 tau and r convert to alpha_decay == beta and r_factor == 1
+    exactly (the chip converter's float32 expressions), and one beta keeps snnTorch's export values."""
+    from s2gesture.daemon.nirnodes import chip_tau_r, exportable_betas
+
+    raw = (1 - 1 / np.geomspace(1.5, 2000.0, 4000)).astype(np.float32)
+    with pytest.raises(ValueError, match="pick another beta"):
+        chip_tau_r(raw, 1e-4)  # some short time constants have no exact conversion as they are
+    beta = exportable_betas(raw)
+    # the nudge is tiny: a few float32 ulps of the decay
+    assert np.max(np.abs(beta.view(np.int32) - raw.view(np.int32))) <= 256 and np.mean(beta != raw) < 0.1
+    for dt in (1e-4,):
+        tau, r = chip_tau_r(beta, dt)
+        q = np.float32(dt) / tau
+        assert np.array_equal(np.float32(1) - q, beta)
+        assert np.all(q * r == np.float32(1))
+    tau, r = chip_tau_r(0.93, 1e-4)
+    assert tau == np.float32(1e-4 / 0.07) and r == np.float32(np.float32(1e-4 / 0.07) / np.float32(1e-4))
 
 
 def test_time_constant_spread_is_checked() -> None:

@@ -166,7 +166,7 @@ def test_grow_output_keeps_the_old_classes_exactly(tau_ticks) -> None:
 def test_grow_output_refuses_to_change_old_classes_time_constants() -> None:
     """An output layer whose classes decay differently cannot grow without changing the old classes' decays."""
     spread = ((3.0, 30.0), (3.0, 60.0), (4.0, 90.0), (5.0, 200.0), (5.0, 50.0))
-    with pytest.raises(ValueError, match="output layer's time constants spread 5.0-50.0 ticks"):
+    with pytest.raises(ValueError, match=r"output layer's time constants spread 5\.0-50\.0 ticks"):
         grow_output(PSNN(PSNNConfig(channels=(4, 4, 4), hidden=16, n_classes=12, tau_ticks=spread)), 1)
 
 

@@ -260,12 +260,21 @@ def source_groups(runs: SynapseRuns) -> np.ndarray:
 
 
 def uniformity(params: dict[str, np.ndarray]) -> int:
-    """kernels.UNIFORM_NO_OFFSET (2) / UNIFORM (1) when every neuron has the same parameters (bit for bit), else 0."""
-    same = all(p.size == 0 or np.array_equal(p.view(np.uint32), np.full(p.size, p.view(np.uint32)[0])) for p in params.values())
-    if not same:
-        return 0
+    """How a population's parameters vary (kernels' modes): UNIFORM_NO_OFFSET (2) / UNIFORM (1) when every
+    neuron has the same parameters (bit for bit), DECAY_PER_NEURON (3) when only ``alpha_decay`` differs and
+    ``i_offset`` is zero, else PER_NEURON (0)."""
+
+    def shared(p: np.ndarray) -> bool:
+        return p.size == 0 or np.array_equal(p.view(np.uint32), np.full(p.size, p.view(np.uint32)[0]))
+
     offset = params.get("i_offset")
-    return 2 if offset is not None and offset.size and float(offset[0]) == 0.0 else 1
+    no_offset = offset is not None and offset.size > 0 and bool(np.all(offset == 0.0))
+    if all(shared(p) for p in params.values()):
+        return 2 if no_offset and shared(offset) else 1
+    others = [p for k, p in params.items() if k != "alpha_decay"]
+    if "alpha_decay" in params and no_offset and all(shared(p) for p in others):
+        return 3
+    return 0
 
 
 #: the grouped scatter pays off when sources share target blocks in groups at least this large on

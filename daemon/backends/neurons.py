@@ -244,7 +244,8 @@ class Layer(NamedTuple):
     dense: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     #: voltage buffer ``[n]`` the kernel starts from zero (reused across chunks)
     v: np.ndarray
-    #: kernels.PER_NEURON, UNIFORM (every neuron shares its parameters) or UNIFORM_NO_OFFSET (and i_offset is 0)
+    #: kernels.PER_NEURON, UNIFORM (every neuron shares its parameters), UNIFORM_NO_OFFSET (and i_offset is 0)
+    #: or DECAY_PER_NEURON (only alpha_decay differs, i_offset 0)
     uniform: int = 0
 
 
