@@ -270,7 +270,7 @@ def uniformity(params: dict[str, np.ndarray]) -> int:
     offset = params.get("i_offset")
     no_offset = offset is not None and offset.size > 0 and bool(np.all(offset == 0.0))
     if all(shared(p) for p in params.values()):
-        return 2 if no_offset and shared(offset) else 1
+        return 2 if no_offset else 1  # (offset is shared here)
     others = [p for k, p in params.items() if k != "alpha_decay"]
     if "alpha_decay" in params and no_offset and all(shared(p) for p in others):
         return 3
