@@ -83,8 +83,8 @@ def to_nir_graph(
                 node = nir.Affine(weight=w, bias=np.zeros(w.shape[0], dtype=np.float32))
         elif stage.kind == "lif":
             thr = float(model.thresholds[lif_index].detach())
+            beta = model.lif_beta(lif_index)
             lif_index += 1
-            beta = model.lif_beta(lif_index - 1)
             per_channel = beta if isinstance(beta, float) else beta.detach().cpu().numpy().reshape(-1)
             node = leaky_lif(stage.shape, per_channel, thr, dt)
         elif stage.kind == "sumpool":
