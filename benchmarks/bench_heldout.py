@@ -14,7 +14,7 @@ bootstrap), per lighting and the worst user; onset -> first correct gesture (med
 wrong onsets per recording; false gesture decisions per 10 minutes of distractors and how many end "none".
 Writes benchmarks/results/heldout.md and heldout.json (the model card's metrics come from the JSON).
 
-Usage: python benchmarks/bench_heldout.py [--model PATH] [--users 20] [--no-live] [--quick]
+Usage: python benchmarks/bench_heldout.py [--model PATH] [--baseline NAME=PATH ...] [--users 20] [--no-live] [--quick]
 """
 
 from __future__ import annotations
@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distractor-minutes", type=float, default=10.0)
     parser.add_argument("--no-live", action="store_true", help="offline only (no daemon)")
     parser.add_argument("--quick", action="store_true", help="2 users x 1 lighting, 1 minute of distractors")
+    parser.add_argument("--baseline", action="append", default=[], metavar="NAME=PATH",
+                        help="also score this model offline on the same recordings and tabulate it beside --model "
+                        "(repeatable), e.g. the previous bundled model from `git show REV:models/pretrained/psnn_int8.nir`")  # fmt: skip
     parser.add_argument("--write-card", action="store_true",
                         help="also record the figures in the model file's card (metrics.heldout), e.g. for the bundled model")  # fmt: skip
     args = parser.parse_args(argv)
@@ -131,11 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.users, args.distractor_minutes = 2, 1.0
     from s2gesture.daemon.card import read_model
-    from s2gesture.models import userstats
 
     model_path = Path(args.model)
     card = read_model(model_path).card
-    none = card.none_index
+    for spec in args.baseline:  # a typo fails here, before minutes of generation
+        _baseline_arg(spec)
     t0 = time.perf_counter()
     n_distractors = max(1, round(args.distractor_minutes * 60 / DISTRACTOR_S))
     gestures, distractors = generate(args.users, sessions, args.seed, n_distractors, args.distractor_seed)
@@ -145,34 +148,23 @@ def main(argv: list[str] | None = None) -> int:
     off_g, off_d = offline(model_path, gestures), offline(model_path, distractors)
     off_s = time.perf_counter() - t1
     print(f"offline in {off_s:.0f} s", flush=True)
-
     labels = np.array([int(r.label) for r in gestures])
-    finals = np.array([o["final"] for o in off_g])
-    correct = finals == labels
-    sessions_of = [userstats.session_of(r.name, r.meta) for r in gestures]
-    stats = userstats.accuracy_stats(correct, [u for u, _ in sessions_of], [li for _, li in sessions_of])
-    ttc = [o["ttc_ms"] for o in off_g if o["ttc_ms"] is not None]
-    wrong = sum(sum(c != lab for c in o["onsets"]) for o, lab in zip(off_g, labels, strict=True)) / len(off_g)
-    false = sum(len(o["onsets"]) + (o["final"] not in (-1, none)) for o in off_d)
-    minutes = len(distractors) * DISTRACTOR_S / 60
-    by_kind: dict[str, list[int]] = {}
-    for rec, o in zip(distractors, off_d, strict=True):
-        by_kind.setdefault(rec.meta["distractor"], []).append(len(o["onsets"]) + (o["final"] not in (-1, none)))
     result: dict[str, Any] = {
         "model": card.name, "model_file": model_path.name, "classes": list(card.classes),
         "gesture_seed": args.seed, "distractor_seed": args.distractor_seed, "users": args.users,
         "lightings_per_user": sessions, "n_gesture_recordings": len(gestures), "gesture_s": GESTURE_S,
-        "accuracy": float(correct.mean()), **{k: stats[k] for k in ("user_ci", "per_lighting", "worst_user", "summary")},
-        "final_none_on_gestures": int((finals == none).sum()) if none is not None else 0,
-        "time_to_first_correct_ms": {"p50": float(np.median(ttc)) if ttc else None,
-                                     "p90": float(np.percentile(ttc, 90)) if ttc else None, "n": len(ttc)},
-        "wrong_onsets_per_recording": wrong,
-        "distractor_minutes": minutes, "false_decisions": int(false), "false_per_10min": false / minutes * 10,
-        "false_by_kind": {k: int(sum(v)) for k, v in by_kind.items()},
-        "distractor_final_none": int(sum(o["final"] == none for o in off_d)) if none is not None else 0,
-        "n_distractors": len(distractors), "offline_s": off_s,
-        "errors": confusion_summary(labels, finals, card.classes),
+        **score(off_g, off_d, gestures, distractors, card), "offline_s": off_s,
     }  # fmt: skip
+    baselines = []
+    for spec in args.baseline:
+        name, path = _baseline_arg(spec)
+        base_card = read_model(path).card
+        t = time.perf_counter()
+        scored = score(offline(path, gestures), offline(path, distractors), gestures, distractors, base_card)
+        baselines.append({"name": name, "model_file": str(path), **scored})
+        print(f"baseline {name} offline in {time.perf_counter() - t:.0f} s", flush=True)
+    if baselines:
+        result["baselines"] = baselines
     if not args.no_live:
         t2 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="s2g-heldout-") as tmp:
@@ -194,6 +186,48 @@ def main(argv: list[str] | None = None) -> int:
         write_card_metrics(model_path, result)
         print(f"recorded in the card of {model_path}")
     return 0
+
+
+def score(off_g: list[dict[str, Any]], off_d: list[dict[str, Any]], gestures: list[Any], distractors: list[Any],
+          card: Any) -> dict[str, Any]:
+    """One model's figures from its offline decisions on the gesture and distractor recordings."""
+    from s2gesture.models import userstats
+
+    none = card.none_index
+    labels = np.array([int(r.label) for r in gestures])
+    finals = np.array([o["final"] for o in off_g])
+    correct = finals == labels
+    sessions_of = [userstats.session_of(r.name, r.meta) for r in gestures]
+    stats = userstats.accuracy_stats(correct, [u for u, _ in sessions_of], [li for _, li in sessions_of])
+    ttc = [o["ttc_ms"] for o in off_g if o["ttc_ms"] is not None]
+    wrong = sum(sum(c != lab for c in o["onsets"]) for o, lab in zip(off_g, labels, strict=True)) / len(off_g)
+    # a distractor's false decisions: every onset, and a final that names a gesture
+    false = sum(len(o["onsets"]) + (o["final"] not in (-1, none)) for o in off_d)
+    minutes = len(distractors) * DISTRACTOR_S / 60
+    by_kind: dict[str, list[int]] = {}
+    for rec, o in zip(distractors, off_d, strict=True):
+        by_kind.setdefault(rec.meta["distractor"], []).append(len(o["onsets"]) + (o["final"] not in (-1, none)))
+    return {
+        "accuracy": float(correct.mean()), **{k: stats[k] for k in ("user_ci", "per_lighting", "worst_user", "summary")},
+        "final_none_on_gestures": int((finals == none).sum()) if none is not None else 0,
+        "time_to_first_correct_ms": {"p50": float(np.median(ttc)) if ttc else None,
+                                     "p90": float(np.percentile(ttc, 90)) if ttc else None, "n": len(ttc)},
+        "wrong_onsets_per_recording": wrong,
+        "distractor_minutes": minutes, "false_decisions": int(false), "false_per_10min": false / minutes * 10,
+        "false_by_kind": {k: int(sum(v)) for k, v in by_kind.items()},
+        "distractor_final_none": int(sum(o["final"] == none for o in off_d)) if none is not None else 0,
+        "n_distractors": len(distractors), "n_gestures": len(gestures), "errors": confusion_summary(labels, finals, card.classes),
+    }  # fmt: skip
+
+
+def _baseline_arg(spec: str) -> tuple[str, Path]:
+    """``NAME=PATH`` (or a bare PATH, named after its file) of a model to compare against on the same recordings."""
+    name, sep, path = spec.partition("=")
+    if not sep:
+        name, path = Path(spec).stem, spec
+    if not Path(path).is_file():
+        raise SystemExit(f"--baseline {spec!r}: expected NAME=PATH of a model file (.nir), found no file {path!r}")
+    return name, Path(path)
 
 
 #: the same arm circling the other way (right arm cw/ccw, left arm cw/ccw), by class index
@@ -266,7 +300,25 @@ def report_md(r: dict[str, Any]) -> str:
                   f"offline run; accuracy {100 * lv['accuracy_gestures']:.1f} %; onset -> first correct gesture p50 "
                   f"{lt.get('p50', float('nan')):.0f} ms, p90 {lt.get('p90', float('nan')):.0f} ms; daemon latency per "
                   f"prediction p50 {lv['pred_latency_ms'].get('p50', float('nan')):.2f} ms; {lv['wall_s']:.0f} s wall."]  # fmt: skip
+    if r.get("baselines"):
+        lines += ["", "Against other models on the same recordings, measured offline in the same run (`--baseline`):", "",
+                  "| model | accuracy [95 % CI over users] | worst user | onset -> first correct, p50 / p90 | wrong onsets/rec "
+                  "| false decisions/10 min | distractors ending `none` | gestures ending `none` | errors swapping a circle's direction |",
+                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for row in [{"name": f"{r['model_file']} (this run's model)", **r}, *r["baselines"]]:
+            lines.append(_comparison_row(row))
     return "\n".join(lines) + "\n"
+
+
+def _comparison_row(m: dict[str, Any]) -> str:
+    """One model's line of the comparison table."""
+    ci, t, e = m["user_ci"], m["time_to_first_correct_ms"], m["errors"]
+    ttc = f"{t['p50']:.0f} / {t['p90']:.0f} ms" if t["p50"] is not None else "no correct onset"
+    return (f"| {m['name']} | {100 * m['accuracy']:.1f} % [{100 * ci['lo']:.1f}, {100 * ci['hi']:.1f}] | "
+            f"{100 * m['worst_user']['acc']:.1f} % | {ttc} | {m['wrong_onsets_per_recording']:.2f} | "
+            f"{m['false_per_10min']:.0f} | {m['distractor_final_none']} of {m['n_distractors']} | "
+            f"{m['final_none_on_gestures']} of {m['n_gestures']} | "
+            f"{e['direction_swaps']} of {e['n_errors']} |")  # fmt: skip
 
 
 if __name__ == "__main__":
