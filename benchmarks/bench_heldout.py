@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import write_section  # benchmarks/ is sys.path[0] when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "heldout.md"
-RESULTS_JSON = ROOT / "benchmarks" / "results" / "heldout.json"
 GESTURE_S = 3.0
 DISTRACTOR_S = 10.0
 
@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", action="append", default=[], metavar="NAME=PATH",
                         help="also score this model offline on the same recordings and tabulate it beside --model "
                         "(repeatable), e.g. the previous bundled model from `git show REV:models/pretrained/psnn_int8.nir`")  # fmt: skip
+    parser.add_argument("--out", default=str(RESULTS),
+                        help="result section (.md; the figures go to the .json beside it), e.g. for a second pair of seeds")  # fmt: skip
     parser.add_argument("--write-card", action="store_true",
                         help="also record the figures in the model file's card (metrics.heldout), e.g. for the bundled model")  # fmt: skip
     args = parser.parse_args(argv)
@@ -178,10 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             "time_to_first_correct_ms": rep["time_to_first_correct_ms"], "wrong_onsets_per_segment": rep.get("wrong_onsets_per_segment"),
             "none_segments": rep.get("none_segments"), "pred_latency_ms": rep["pred_latency_ms"], "wall_s": time.perf_counter() - t2,
         }  # fmt: skip
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(result, indent=1))
-    RESULTS.write_text(report_md(result))
-    print(RESULTS.read_text())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    write_section(out, report_md(result).splitlines())
     if args.write_card and not args.quick:
         write_card_metrics(model_path, result)
         print(f"recorded in the card of {model_path}")
@@ -268,7 +270,7 @@ def report_md(r: dict[str, Any]) -> str:
     ci = r["user_ci"]
     t = r["time_to_first_correct_ms"]
     lines = [
-        "## Held-out users and distractor footage (bench_heldout.py)",
+        f"## Held-out users and distractor footage (bench_heldout.py, seeds {r['gesture_seed']} / {r['distractor_seed']})",
         "",
         f"Model `{r['model']}` ({r['model_file']}, classes: {len(r['classes'])}), emulator, the daemon's default "
         f"configuration. {r['users']} users generated with seed {r['gesture_seed']} x {r['lightings_per_user']} lightings x 11 "
