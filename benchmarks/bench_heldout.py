@@ -12,7 +12,8 @@ Both go through a real ``s2gestured`` (default configuration, emulator, lossless
 agree one for one. Reported: final accuracy with a 95 % interval that resamples users (cluster
 bootstrap), per lighting and the worst user; onset -> first correct gesture (median, p90, event time);
 wrong onsets per recording; false gesture decisions per 10 minutes of distractors and how many end "none".
-Writes benchmarks/results/heldout.md and heldout.json (the model card's metrics come from the JSON).
+Writes benchmarks/results/heldout.md and heldout.json (``--out`` elsewhere; the model card's metrics come from
+the JSON). ``--baseline NAME=PATH`` scores other models offline on the same recordings, in the same run.
 
 Usage: python benchmarks/bench_heldout.py [--model PATH] [--baseline NAME=PATH ...] [--users 20] [--no-live] [--quick]
 """
@@ -203,12 +204,13 @@ def score(off_g: list[dict[str, Any]], off_d: list[dict[str, Any]], gestures: li
     stats = userstats.accuracy_stats(correct, [u for u, _ in sessions_of], [li for _, li in sessions_of])
     ttc = [o["ttc_ms"] for o in off_g if o["ttc_ms"] is not None]
     wrong = sum(sum(c != lab for c in o["onsets"]) for o, lab in zip(off_g, labels, strict=True)) / len(off_g)
-    # a distractor's false decisions: every onset, and a final that names a gesture
-    false = sum(len(o["onsets"]) + (o["final"] not in (-1, none)) for o in off_d)
     minutes = len(distractors) * DISTRACTOR_S / 60
-    by_kind: dict[str, list[int]] = {}
+    by_kind: dict[str, int] = {}
     for rec, o in zip(distractors, off_d, strict=True):
-        by_kind.setdefault(rec.meta["distractor"], []).append(len(o["onsets"]) + (o["final"] not in (-1, none)))
+        # a distractor's false decisions: every onset, and a final that names a gesture
+        n_false = len(o["onsets"]) + (o["final"] not in (-1, none))
+        by_kind[rec.meta["distractor"]] = by_kind.get(rec.meta["distractor"], 0) + n_false
+    false = sum(by_kind.values())
     return {
         "accuracy": float(correct.mean()), **{k: stats[k] for k in ("user_ci", "per_lighting", "worst_user", "summary")},
         "final_none_on_gestures": int((finals == none).sum()) if none is not None else 0,
@@ -216,7 +218,7 @@ def score(off_g: list[dict[str, Any]], off_d: list[dict[str, Any]], gestures: li
                                      "p90": float(np.percentile(ttc, 90)) if ttc else None, "n": len(ttc)},
         "wrong_onsets_per_recording": wrong,
         "distractor_minutes": minutes, "false_decisions": int(false), "false_per_10min": false / minutes * 10,
-        "false_by_kind": {k: int(sum(v)) for k, v in by_kind.items()},
+        "false_by_kind": by_kind,
         "distractor_final_none": int(sum(o["final"] == none for o in off_d)) if none is not None else 0,
         "n_distractors": len(distractors), "n_gestures": len(gestures), "errors": confusion_summary(labels, finals, card.classes),
     }  # fmt: skip
