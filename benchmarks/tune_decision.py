@@ -190,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         "min_chunks": [1, 2, 3],
         "commit_confidence": [0.6, 0.8, 1.0],
     }
+    # every axis also holds the daemon's current default, so the defaults' own row is measured beside the rest
+    defaults = DecisionParams()
+    grid = {k: sorted({*v, getattr(defaults, k)}) for k, v in grid.items()}
     rows = []
     for plan_text in args.plans:
         window, stride = (int(v) for v in plan_text.split(":"))
@@ -253,12 +256,12 @@ def main(argv: list[str] | None = None) -> int:
             c.window_ticks, c.stride_ticks, d.smoothing, d.onset_confidence, d.min_chunks, d.commit_confidence
         ):
             lines += ["", "Current defaults:", "", header, "|---|---|---|---|---|---|---|---|---|---|---|", line(r)]
-    _plot(rows, front, chosen)
+    _plot(rows, front, chosen, met)
     write_section(RESULTS, lines)
     return 0
 
 
-def _plot(rows: list[dict], front: list[dict], chosen: dict) -> None:  # type: ignore[type-arg]
+def _plot(rows: list[dict], front: list[dict], chosen: dict, met: bool) -> None:  # type: ignore[type-arg]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -267,8 +270,9 @@ def _plot(rows: list[dict], front: list[dict], chosen: dict) -> None:  # type: i
     fig, ax = plt.subplots(figsize=(7, 4.5))
     xs = [r["ttd_ms"] for r in rows]
     ax.scatter(xs, [r["onset_acc"] for r in rows], s=6, c=[min(r["false_per_10min"], 20) for r in rows], cmap="viridis_r")
-    ax.plot([r["ttd_ms"] for r in front], [r["onset_acc"] for r in front], "r.-", label="meeting the constraints: front")
-    ax.plot([chosen["ttd_ms"]], [chosen["onset_acc"]], "k*", ms=14, label="chosen default")
+    front_label = "meeting the constraints: front" if met else "front (no setting meets the constraints)"
+    ax.plot([r["ttd_ms"] for r in front], [r["onset_acc"] for r in front], "r.-", label=front_label)
+    ax.plot([chosen["ttd_ms"]], [chosen["onset_acc"]], "k*", ms=14, label="chosen" if met else "trade-off's best")
     ax.set_xlabel("median time to first correct decision (ms)")
     ax.set_ylabel("first-onset accuracy")
     ax.set_title("decision settings (colour: false decisions per 10 min, capped at 20)")
