@@ -250,10 +250,11 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|---|---|---|---|",
         *[line(r) for r in front],
     ]
-    d, c = DecisionParams(), ChunkingConfig()
+    c = ChunkingConfig()
     for r in rows:
         if (r["window"], r["stride"], r["smoothing"], r["onset_confidence"], r["min_chunks"], r["commit_confidence"]) == (
-            c.window_ticks, c.stride_ticks, d.smoothing, d.onset_confidence, d.min_chunks, d.commit_confidence
+            c.window_ticks, c.stride_ticks, defaults.smoothing, defaults.onset_confidence, defaults.min_chunks,
+            defaults.commit_confidence,
         ):
             lines += ["", "Current defaults:", "", header, "|---|---|---|---|---|---|---|---|---|---|---|", line(r)]
     _plot(rows, front, chosen, met)
