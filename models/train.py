@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from s2gesture.daemon.backends.chip import SPINNAKER2
+from s2gesture.daemon.card import CLASSES_WITH_NONE, NONE_CLASS
 
 from .binned import MIRROR_LABELS, BinnedSet
 
@@ -54,6 +55,9 @@ class TrainConfig:
     logit_scale: float = 0.2  # "ce": cross-entropy logits = logit_scale * output spike counts
     rate_correct: float = 0.5  # "mse_count": target firing rate of the correct output neuron (spikes/tick)
     rate_incorrect: float = 0.05  # "mse_count": target rate of the others (never zero, so none falls silent)
+    #: loss weight per class label (empty: all 1); e.g. a heavier "none" class makes a gesture answer for a
+    #: distractor cost more than the reverse (each batch's loss is the weighted mean over its samples)
+    class_weight: tuple[float, ...] = ()
     mirror_p: float = 0.5  # probability of a left-right mirror (labels permuted)
     shift_px: int = 2  # random translation of up to +-shift_px pixels
     #: camera-variation augmentations (0 disables each): spikes dropped with a probability drawn in
@@ -207,10 +211,22 @@ def window_accuracy(model: PSNN, data: BinnedSet, window: int, semantics: str = 
     return float((counts.argmax(1) == data.labels).mean())
 
 
+def _class_weights(out: torch.Tensor, cfg: TrainConfig) -> torch.Tensor | None:
+    """``cfg.class_weight`` as a tensor beside ``out`` (None when every class weighs 1)."""
+    import torch
+
+    if not cfg.class_weight:
+        return None
+    if len(cfg.class_weight) != out.shape[-1]:
+        msg = f"class_weight: expected one weight per output class ({out.shape[-1]}), found {len(cfg.class_weight)}"
+        raise ValueError(msg)
+    return torch.tensor(cfg.class_weight, dtype=out.dtype, device=out.device)
+
+
 def _ce_loss(out: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     import torch.nn.functional as F  # noqa: N812
 
-    return F.cross_entropy(out.sum(dim=0) * cfg.logit_scale, labels)
+    return F.cross_entropy(out.sum(dim=0) * cfg.logit_scale, labels, weight=_class_weights(out, cfg))
 
 
 def _mse_count_loss(out: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
@@ -222,7 +238,11 @@ def _mse_count_loss(out: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig) -
     rate = out.mean(dim=0)
     target = torch_full_like(rate, cfg.rate_incorrect)
     target[torch_arange(len(labels)), labels] = cfg.rate_correct
-    return F.mse_loss(rate, target)
+    weight = _class_weights(out, cfg)
+    if weight is None:
+        return F.mse_loss(rate, target)
+    w = weight[labels]  # the same weighted mean over samples as cross-entropy's ``weight``
+    return (F.mse_loss(rate, target, reduction="none").mean(dim=1) * w).sum() / w.sum()
 
 
 def torch_full_like(x: torch.Tensor, value: float) -> torch.Tensor:
@@ -499,6 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dense-max", type=float, default=d.dense_max, help="copy up to this fraction of spikes to a neighbour (0: off)")
     p.add_argument("--classes", type=int, default=None, help="output neurons (default: 12 when the data has label 11 "
                    "'none', else 11)")  # fmt: skip
+    p.add_argument("--none-weight", type=float, default=1.0, metavar="W",
+                   help="loss weight of the 'none' class (label 11) against 1 for each gesture: > 1 makes a gesture "
+                   "answer for a distractor cost more (default 1)")  # fmt: skip
     p.add_argument("--logit-scale", type=float, default=d.logit_scale)
     p.add_argument("--loss", choices=sorted(LOSSES), default=d.loss)
     p.add_argument(
@@ -605,6 +628,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         model = PSNN(PSNNConfig(channels=tuple(args.channels), hidden=args.hidden, slope=args.slope, n_classes=n_classes,
                                 tau_ticks=args.tau_ticks))  # fmt: skip
         init_from_data_(model, train, cfg)
+    cfg = dataclasses.replace(cfg, class_weight=none_weighted(model.cfg.n_classes, args.none_weight))
     out = Path(args.out)
     t0 = time.perf_counter()
     history = train_model(model, train, test, cfg, out, resume=args.resume, progress=not args.no_progress)
@@ -612,6 +636,23 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         model, history, cfg, out, train, test, spec, time.perf_counter() - t0, init=args.init
     )
     return metrics
+
+
+NONE_LABEL = CLASSES_WITH_NONE.index(NONE_CLASS)  # the distractor class of a 12-class model
+
+
+def none_weighted(n_classes: int, none_weight: float) -> tuple[float, ...]:
+    """``TrainConfig.class_weight`` for a "none" class (label 11) weighing ``none_weight``; () when it is 1."""
+    if none_weight == 1.0:
+        return ()
+    if not none_weight > 0:
+        msg = f"--none-weight: expected a weight > 0, found {none_weight:g}"
+        raise ValueError(msg)
+    if n_classes != NONE_LABEL + 1:
+        msg = (f"--none-weight {none_weight:g}: the model has {n_classes} classes, no 'none' class (label {NONE_LABEL}); "
+               f"train on data with distractor scenes (s2gesture synth --with-none) or leave --none-weight at 1")  # fmt: skip
+        raise ValueError(msg)
+    return (1.0,) * NONE_LABEL + (float(none_weight),)
 
 
 def calibrate_init_(

@@ -285,3 +285,35 @@ def test_window_min_draws_one_length_per_batch() -> None:
     assert len(lengths) > 5 and min(lengths) >= 100 and max(lengths) <= 300
     fixed = sample_batch(data, np.arange(4), rng, TrainConfig(window=300), augment=True)[0]
     assert fixed.shape[0] == 300
+
+
+@pytest.mark.parametrize("loss", ["mse_count", "ce"])
+def test_class_weight_weighs_each_sample_by_its_label(loss: str) -> None:
+    """Unit weights give the unweighted loss; a heavier class pulls the batch loss towards its samples' loss
+    (a weighted mean over samples); a weight list of the wrong length is refused with the counts."""
+    from s2gesture.models.train import loss_fn
+
+    torch.manual_seed(0)
+    out = (torch.rand(20, 4, 3) < 0.3).float()
+    labels = torch.tensor([0, 1, 2, 2])
+    plain = loss_fn(out, labels, TrainConfig(loss=loss))
+    unit = loss_fn(out, labels, TrainConfig(loss=loss, class_weight=(1.0, 1.0, 1.0)))
+    assert float(unit) == pytest.approx(float(plain), rel=1e-6)  # float sums in another order
+    per_sample = [float(loss_fn(out[:, i : i + 1], labels[i : i + 1], TrainConfig(loss=loss))) for i in range(4)]
+    weighted = float(loss_fn(out, labels, TrainConfig(loss=loss, class_weight=(1.0, 1.0, 4.0))))
+    expected = (per_sample[0] + per_sample[1] + 4 * per_sample[2] + 4 * per_sample[3]) / 10
+    assert weighted == pytest.approx(expected, rel=1e-6)
+    assert weighted != pytest.approx(float(plain), rel=1e-3)
+    with pytest.raises(ValueError, match=r"one weight per output class \(3\), found 2"):
+        loss_fn(out, labels, TrainConfig(loss=loss, class_weight=(1.0, 2.0)))
+
+
+def test_none_weight_builds_the_class_weights_and_refuses_a_model_without_none() -> None:
+    from s2gesture.models.train import none_weighted
+
+    assert none_weighted(12, 1.0) == ()
+    assert none_weighted(12, 3.0) == (1.0,) * 11 + (3.0,)
+    with pytest.raises(ValueError, match=r"11 classes, no 'none' class \(label 11\)"):
+        none_weighted(11, 3.0)
+    with pytest.raises(ValueError, match="expected a weight > 0, found -1"):
+        none_weighted(12, -1.0)
