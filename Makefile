@@ -32,7 +32,7 @@ demo: setup  ## daemon on the emulator with the bundled model, fed replayed synt
 bench: setup  ## measure and write BENCHMARKS.md
 	$(BIN)/python benchmarks/run_all.py
 
-pretrained: setup  ## reproduce models/pretrained/ (synthetic data, ~100 min on 2 cores, resumable)
+pretrained: setup  ## reproduce models/pretrained/ (synthetic data, ~2 h on 2 cores, resumable)
 	$(BIN)/python -m s2gesture.models.pretrained_recipe
 
 install:  ## install s2gestured as a systemd service (/opt/s2gesture, /etc/s2gesture; run as root)

@@ -10,9 +10,10 @@ shipped artifacts to ``--dest`` (default ``models/pretrained``):
    distractor scene per session (12 classes);
 2. float P-SNN in snnTorch semantics (``EPOCHS`` epochs of random windows of ``WINDOW_MIN``-``WINDOW``
    ticks, mirrored, shifted, zoomed, thinned and densified: ``AUGMENT``);
-3. the same network fine-tuned in chip semantics (``CHIP_EPOCHS`` epochs from the float weights);
-4. PTQ (p = 100, 99.9, 99) and QAT (Brevitas, ``QAT_EPOCHS``) of the float model; QAT of the
-   chip-semantics model (in chip semantics);
+3. the same network fine-tuned in chip semantics (``CHIP_EPOCHS`` epochs from the float weights), with the
+   "none" class's loss weighing ``NONE_WEIGHT`` (a gesture answered for a distractor costs more);
+4. PTQ (p = 100, 99.9, 99) and QAT (Brevitas, ``QAT_EPOCHS``, ``NONE_WEIGHT`` as in step 3) of the float
+   model; QAT of the chip-semantics model (in chip semantics);
 5. evaluation of all of them side by side (emulator with the daemon's chunking), report + figures;
 6. the shipped model ``psnn_int8.nir`` (and ``psnn_float.pt``, its float weights): the chip-semantics QAT model, chosen by design before any test
    result (it is the one trained for the arithmetic it runs in), with the evaluation in its card and in
@@ -22,13 +23,14 @@ shipped artifacts to ``--dest`` (default ``models/pretrained``):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-# Defaults sized for under two hours on 2 shared CPU cores (measured 99 min; docs/model.md gives the split).
+# Defaults sized for about two hours on 2 shared CPU cores (measured: docs/model.md gives the split).
 # 32 users x 40 epochs (was 24 x 36, 66 min): training accuracy was still rising and every user is new data
 TRAIN_USERS = 32
 TEST_USERS = 4  # validation users: the training curve and the recipe's report; never the accuracy claim
@@ -37,7 +39,14 @@ DURATION_S = 3.0
 DATA_SEED = 2026
 WITH_NONE = True  # a 12th class "none": distractor scenes (idle, walk-by, shake, flicker, clutter)
 EPOCHS = 40
-CHIP_EPOCHS = 4
+# 16 chip-semantics epochs (was 4): validation accuracy was still rising at the 4th. Measured with the "none"
+# weight at 1: 87.5 % instead of 75.0 % per validation recording (int8, emulator), and 80.2 % instead of
+# 77.3 % on 12 validation users of seed 2027 (x 5 lightings)
+CHIP_EPOCHS = 16
+# loss weight of "none" in the chip-semantics and QAT stages (the float stage learns the gestures unweighted):
+# measured on validation users and distractors (seeds 2027 / 2029) against 1 with the same 16 chip epochs:
+# false gesture decisions per 10 min of distractors 63 -> 26 (idle people 30 -> 8), accuracy 80.2 -> 78.6 %
+NONE_WEIGHT = 3.0
 QAT_EPOCHS = 2
 WINDOW = 300
 WINDOW_MIN = 150  # short windows too, for fast decisions (measured: 80-tick windows underfit, 50 % at epoch 13)
@@ -132,7 +141,7 @@ def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None
     from .binned import load_split
     from .evaluate import Variant, evaluate, write_report
     from .export import export_model, make_card, to_nir_graph
-    from .train import RUN_TICKS, TrainConfig, load_model_file, setup_torch
+    from .train import RUN_TICKS, TrainConfig, load_model_file, none_weighted, setup_torch
 
     t_start = time.perf_counter()
     data = work / "data"
@@ -150,6 +159,8 @@ def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None
     cfg = TrainConfig(epochs=scale["epochs"], batch_size=BATCH, lr=LR, window=WINDOW, window_min=WINDOW_MIN,
                       seed=SEED, **AUGMENT)  # fmt: skip
     n_classes = len(CLASSES_WITH_NONE) if WITH_NONE else len(GESTURE_CLASSES)
+    none_weight = none_weighted(n_classes, NONE_WEIGHT) if WITH_NONE else ()
+    quant_cfg = dataclasses.replace(cfg, class_weight=none_weight)  # QAT's base settings (quantize_stage)
     classes = CLASSES_WITH_NONE if WITH_NONE else GESTURE_CLASSES
     timings: dict[str, float] = {}
 
@@ -164,7 +175,8 @@ def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None
     if _step("fine-tune in chip semantics", (chip_dir / "model.pt").is_file()):
         t0 = time.perf_counter()
         chip_cfg = TrainConfig(epochs=scale["chip_epochs"], batch_size=BATCH, lr=LR / 3, window=WINDOW,
-                               window_min=WINDOW_MIN, seed=SEED + 1, semantics="chip", **AUGMENT)  # fmt: skip
+                               window_min=WINDOW_MIN, seed=SEED + 1, semantics="chip", class_weight=none_weight,
+                               **AUGMENT)  # fmt: skip
         train_stage(chip_dir, train, test, chip_cfg, spec, init=float_dir / "model.pt")
         timings["train_chip_s"] = time.perf_counter() - t0
     chip_model, chip_blob = load_model_file(chip_dir / "model.pt")
@@ -179,7 +191,7 @@ def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None
     }
     for name in jobs:
         if _step(f"quantize {name}", (qdir / f"{name}.pt").is_file()):
-            timings[f"quantize_{name}_s"] = quantize_stage(qdir, name, jobs[name], train, test, cfg,
+            timings[f"quantize_{name}_s"] = quantize_stage(qdir, name, jobs[name], train, test, quant_cfg,
                                                            qat_epochs=scale["qat_epochs"])  # fmt: skip
 
     variants = []

@@ -182,6 +182,13 @@ def test_shipped_pretrained_model_is_a_valid_int8_p_snn() -> None:
     assert card.conversion.scale_weights is False and card.conversion.reset == "SUBTRACT"
     assert card.semantics["trained_for"] == "chip" and card.quantization["bits"] == 8
     assert card.metrics["test_recordings"] > 0 and "recipe" in card.training
+    # the card records the recipe's settings the model was trained with (chip stage: epochs, "none" weight)
+    from s2gesture.models import pretrained_recipe as recipe
+
+    trained = card.training["config"]
+    assert trained["semantics"] == "chip" and trained["epochs"] == recipe.CHIP_EPOCHS
+    assert trained["class_weight"][card.none_index] == recipe.NONE_WEIGHT
+    assert card.metrics["heldout"]["users"] >= 20
     for name in ("conv1", "conv2", "conv3", "fc1", "fc2"):
         w = np.asarray(model.graph.nodes[name].weight)
         assert np.array_equal(w, np.rint(w)) and np.abs(w).max() <= 127
