@@ -10,7 +10,7 @@ int8 (the fine-tuned int8 model is the exported QAT model; the base int8 model i
 The base model is ``models/pretrained/psnn_float.pt`` when it exists; otherwise a small one is trained here
 on generated users 1..``--base-users`` (seed 1) for ``--base-epochs`` epochs, and the output says so.
 
-Usage: python benchmarks/bench_finetune.py [--quick] [--base MODEL.pt]
+Usage: python benchmarks/bench_finetune.py [--quick] [--base MODEL.pt] [--user-seed N] [--epochs N] [--out PATH]
 """
 
 from __future__ import annotations
@@ -101,10 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--held-out", type=int, default=6, help="held-out takes per class")
     parser.add_argument("--duration", type=float, default=0.6, help="seconds per take")
     parser.add_argument("--window", type=int, default=100, help="ticks per training and evaluation window")
-    parser.add_argument("--epochs", type=int, default=3, help="float fine-tuning epochs")
-    parser.add_argument("--qat-epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=None, help="float fine-tuning epochs (default: s2gesture finetune's)")
+    parser.add_argument("--qat-epochs", type=int, default=None, help="QAT epochs (default: s2gesture finetune's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="5 / 10 takes, 3 held out, 2 base epochs")
+    parser.add_argument("--out", default=str(RESULTS), help="results file (default benchmarks/results/finetune.md; "
+                        "another path for a run on a tuning seed)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.takes, args.held_out, args.base_epochs, args.new_takes = (5, 10), 3, 2, 5
@@ -122,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     from s2gesture.models.quantize import quantize_ptq
     from s2gesture.models.train import load_model_file, setup_torch
 
+    defaults = FinetuneSettings()
+    args.epochs = defaults.epochs if args.epochs is None else args.epochs
+    args.qat_epochs = defaults.qat_epochs if args.qat_epochs is None else args.qat_epochs
     setup_torch(0, args.threads)
     spec = PreprocessSpec(sensor_size=(128, 128))
     work = Path(tempfile.mkdtemp(prefix="bench_finetune_"))
@@ -201,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| the known classes ({int((~is_new).sum())}) | {new['old']:.3f} | {before['int8']:.3f} |",
         "",
     ]
-    write_section(RESULTS, lines)
+    write_section(Path(args.out), lines)
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)
