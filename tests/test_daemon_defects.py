@@ -101,8 +101,11 @@ def test_max_streams_admits_exactly_that_many(tmp_path: Path) -> None:
 def test_live_overload_keeps_latency_within_the_lag_bound(tmp_path: Path) -> None:
     """16 streams sent far faster than real time: every pred's latency stays within max_lag + chunk compute."""
     write_tiny_model(tmp_path / "m.nir")
+    # one backend process: with the default (one per CPU) the sender, the daemon and two workers share the 2 cores
+    # of the CI machine, and their time slices (measured: 2 of 7 runs 5-50 ms over the bound) are not the intake's
+    # lag bound, which is what this test checks
     args = ["--set", "input.max_lag_ms=100", "--set", "chunking.stride_ticks=20", "--set", "chunking.window_ticks=100",
-            "--set", "streams.flush_after_s=0.5"]
+            "--set", "streams.flush_after_s=0.5", "--workers", "1"]
     with start_daemon(tmp_path, tmp_path / "m.nir", mode="live", transport="ipc", args=args) as d:
         sender = d.sender()
         streams = [list(recording_frames(f"o{i}", random_events(200_000, seed=i, duration_us=4_000_000), 128, 128,
