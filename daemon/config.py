@@ -37,7 +37,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from pydantic_settings.exceptions import SettingsError
 
 from .decision import DecisionParams
-from .errors import ConfigError
+from .errors import ConfigError, PreprocessError
 
 SCHEMA_VERSION = 1
 DEFAULT_CONFIG_PATH = Path("/etc/s2gesture/s2gestured.toml")
@@ -84,6 +84,19 @@ class InputConfig(_Endpoints):
     max_streams: int = Field(default=64, ge=1)
     #: a peer that has not finished the ZeroMQ handshake by then is disconnected (idle half-open TCP)
     handshake_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    #: lamp flicker (Hz, twice the mains frequency) whose events are dropped before preprocessing; [] = off
+    #: (= flicker.DEFAULT_HZ, written out so that reading a config does not load numba; a test holds them equal)
+    anti_flicker_hz: tuple[int, ...] = (100, 120)
+
+    @field_validator("anti_flicker_hz")
+    @classmethod
+    def _check_flicker(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        from .flicker import check_hz
+
+        try:
+            return check_hz(value, "anti_flicker_hz")
+        except PreprocessError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class OutputConfig(_Endpoints):

@@ -314,7 +314,9 @@ def check_model(config: DaemonConfig, model: Model, backend_name: str | None = N
         if key != "*":
             try:
                 width, height = (int(v) for v in key.lower().split("x"))
-                PreprocessSpec.from_card(card_in, (width, height), config.model.input_mapping)
+                PreprocessSpec.from_card(
+                    card_in, (width, height), config.model.input_mapping, anti_flicker_hz=config.input.anti_flicker_hz
+                )
             except PreprocessError as exc:
                 problems.append(f"model.input_mapping[{key}]: {exc}")
     if problems:
@@ -400,8 +402,9 @@ class Pipeline:
     def segment_factory(self) -> Any:
         """Fresh preprocessing, chunking and decision state for a stream segment of this model."""
         card_input, overrides = self.model.card.input, self.config.model.input_mapping
+        hz = self.config.input.anti_flicker_hz
         return make_segment_factory(
-            self.rules, lambda sensor: PreprocessSpec.from_card(card_input, sensor, overrides), self.plan
+            self.rules, lambda sensor: PreprocessSpec.from_card(card_input, sensor, overrides, anti_flicker_hz=hz), self.plan
         )
 
     def label(self, class_id: int) -> str:

@@ -2,6 +2,9 @@
 
 Stages, in this order, all in one compiled pass over the events:
 
+0. **Anti-flicker** (``anti_flicker_hz``, off unless listed; the daemon lists 100 and 120 Hz): the events
+   of a lamp flickering at one of those frequencies are dropped before anything else sees them
+   (:mod:`s2gesture.daemon.flicker` has the rule and its figures).
 1. **Denoise** (tonic's ``Denoise`` rule): each pixel remembers ``t_last + denoise_us`` of its last event;
    an event is kept when one of its 4 neighbours has a remembered value ``> t`` (strictly). The memory
    starts at ``denoise_us`` for every pixel, as in tonic, so events with ``t < denoise_us`` (absolute) are
@@ -43,6 +46,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from . import flicker
 from .errors import PreprocessError
 from .events import EVENT_DTYPE, Events, Recording, as_events
 
@@ -192,6 +196,9 @@ class PreprocessSpec:
     trained_sensor_size: tuple[int, int] = (128, 128)
     #: mapping ``subject`` only: the sensor box ``(x0, y0, width, height)`` scaled onto the input
     crop_box: tuple[int, int, int, int] | None = None
+    #: lamp flicker frequencies (Hz) whose events are dropped first; () = off. The daemon's default is
+    #: :data:`s2gesture.daemon.flicker.DEFAULT_HZ` (``input.anti_flicker_hz``); training data is binned without.
+    anti_flicker_hz: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("sensor_size", "input_size", "trained_sensor_size"):
@@ -216,6 +223,7 @@ class PreprocessSpec:
             raise PreprocessError(msg)
         object.__setattr__(self, "dt_us", int(self.dt_us))
         object.__setattr__(self, "denoise_us", int(self.denoise_us))
+        object.__setattr__(self, "anti_flicker_hz", flicker.check_hz(self.anti_flicker_hz, "PreprocessSpec.anti_flicker_hz"))
         if self.crop_box is not None:
             if self.mapping != "subject":
                 msg = (
@@ -229,11 +237,15 @@ class PreprocessSpec:
             object.__setattr__(self, "crop_box", tuple(int(v) for v in self.crop_box))
 
     @classmethod
-    def from_card(cls, input_spec: Any, sensor_size: tuple[int, int], overrides: Any = None) -> PreprocessSpec:
-        """The spec for a model card's ``InputSpec`` and the sensor that produces the events.
+    def from_card(
+        cls, input_spec: Any, sensor_size: tuple[int, int], overrides: Any = None, *,
+        anti_flicker_hz: tuple[int, ...] = flicker.DEFAULT_HZ,
+    ) -> PreprocessSpec:  # fmt: skip
+        """The spec the daemon serves a model card's ``InputSpec`` with, for the sensor that produces the events.
 
         ``overrides`` (the daemon's ``model.input_mapping``): sensor ``"WxH"`` (or ``"*"``) -> an object or
         dict with ``mapping`` and ``crop_box``, replacing the card's mapping for that sensor.
+        ``anti_flicker_hz`` defaults to the daemon's default, so that offline evaluation sees what it serves.
         """
         mapping, crop_box = str(input_spec.mapping), getattr(input_spec, "crop_box", None)
         override = _override_of(overrides, sensor_size)
@@ -249,6 +261,7 @@ class PreprocessSpec:
             channels=int(input_spec.channels),
             trained_sensor_size=(int(trained[0]), int(trained[1])),
             crop_box=None if crop_box is None else tuple(int(v) for v in crop_box),  # type: ignore[arg-type]
+            anti_flicker_hz=tuple(anti_flicker_hz),
         )
 
     @property
@@ -302,9 +315,15 @@ def _kernel(
     k_offset: int,
     frames: Any,
     keep_out: Any,
+    fl_hz: Any,
+    fl_tiles_x: int,
+    fl_ring: Any,
+    fl_sums: Any,
+    fl_limits: Any,
 ) -> tuple[int, int, int]:
-    """Denoise, map and bin events into ``frames`` (tick index minus ``k_offset``); returns (status, index, t_last)."""
+    """Drop flicker, denoise, map and bin events into ``frames`` (tick index minus ``k_offset``); returns (status, index, t_last)."""
     height, width = memory.shape
+    anti_flicker = fl_hz.shape[0] > 0
     for i in range(x.shape[0]):
         xi = np.int64(x[i])
         yi = np.int64(y[i])
@@ -314,6 +333,8 @@ def _kernel(
         if ti < t_prev:
             return _BAD_T, i, t_prev
         t_prev = ti
+        if anti_flicker and flicker.flicker_drop(fl_hz, fl_tiles_x, fl_ring, fl_sums, fl_limits, xi, yi, p[i], ti):
+            continue
         if denoise_us > 0:
             memory[yi, xi] = ti + denoise_us
             if not (
@@ -370,6 +391,7 @@ class _State:
         self.memory = np.full((H, W), spec.denoise_us, dtype=np.int64)
         self.t_prev = np.iinfo(np.int64).min
         self.n_seen = 0
+        self.flicker = flicker.kernel_arrays(spec.sensor_size, spec.anti_flicker_hz)
 
     def validate(self, spec: PreprocessSpec, events: Events) -> None:
         """Raise :class:`PreprocessError` naming the first event out of time order or off the sensor."""
@@ -419,6 +441,7 @@ class _State:
             k_offset,
             frames,
             _NO_KEEP if keep_out is None else keep_out,
+            *self.flicker,
         )
         if status != _OK:
             # The kernel stops before the offending event; name it precisely.
@@ -519,7 +542,10 @@ def _drain(st: Any, ring: Any, out: Any, n_ready: int) -> int:
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _stream_push(ev: Any, st: Any, memory: Any, xmap: Any, ymap_row: Any, ring: Any) -> tuple[int, int, int, Any]:
+def _stream_push(
+    ev: Any, st: Any, memory: Any, xmap: Any, ymap_row: Any, ring: Any,
+    fl_hz: Any, fl_tiles_x: int, fl_ring: Any, fl_sums: Any, fl_limits: Any,
+) -> tuple[int, int, int, Any]:  # fmt: skip
     """One packet: check it, denoise/map/bin into the tick ring, hand out the completed ticks.
 
     Returns ``(status, a, b, ticks)``: OK -> (ticks completed, of which the first ``b`` hold events and
@@ -527,7 +553,8 @@ def _stream_push(ev: Any, st: Any, memory: Any, xmap: Any, ymap_row: Any, ring: 
     a refusal -> what the message needs (``ticks`` empty), with the carried state untouched (checks come
     before any write).
     ``ymap_row`` is the y table times the input width (-1 kept), ``plane`` the input's H*W: a spike's
-    place in the flat frame is ``c*plane + ymap_row[y] + xmap[x]``.
+    place in the flat frame is ``c*plane + ymap_row[y] + xmap[x]``. ``fl_*``: the anti-flicker state
+    (:meth:`s2gesture.daemon.flicker.FlickerState.arrays`; no frequencies = off), also written only after the checks.
     """
     denoise_us, max_gap, dt_us, plane = st[_DENOISE], st[_MAX_GAP], st[_DT], st[_PLANE]
     merge_polarity = st[_MERGE] == 1
@@ -572,11 +599,14 @@ def _stream_push(ev: Any, st: Any, memory: Any, xmap: Any, ymap_row: Any, ring: 
             return _S_GROW, hi - st[_K_NEXT], 0, none
         st[_T0] = t0
         st[_T0_KNOWN] = 1
+        anti_flicker = fl_hz.shape[0] > 0
         for i in range(n):
             r = ev[i]
             xi = np.int64(r["x"])
             yi = np.int64(r["y"])
             ti = np.int64(r["t"])
+            if anti_flicker and flicker.flicker_drop(fl_hz, fl_tiles_x, fl_ring, fl_sums, fl_limits, xi, yi, r["p"], ti):
+                continue
             if denoise_us > 0:
                 memory[yi, xi] = ti + denoise_us
                 if not (
@@ -647,6 +677,7 @@ class StreamPreprocessor:
         self._xmap = self._tables[0]
         self._ymap_row = np.where(self._tables[1] >= 0, self._tables[1] * w, -1).astype(np.int64)
         self._ring = np.zeros((64, self._frame), dtype=np.uint8)
+        self._flicker = flicker.kernel_arrays(spec.sensor_size, spec.anti_flicker_hz)
 
 
     @property
@@ -684,7 +715,7 @@ class StreamPreprocessor:
         else:
             st[_ARG_HAS_T_END], st[_ARG_T_END] = 1, t_end_us
         while True:
-            status, a, b, ticks = _stream_push(events, st, self._memory, self._xmap, self._ymap_row, self._ring)
+            status, a, b, ticks = _stream_push(events, st, self._memory, self._xmap, self._ymap_row, self._ring, *self._flicker)
             if status == _S_OK:
                 return ticks, a - b
             if status != _S_GROW:

@@ -197,7 +197,10 @@ def bin_recordings(recordings: Iterable[Recording], spec: PreprocessSpec) -> Bin
 
 
 def _spec_key(spec: PreprocessSpec, sources: Sequence[Path], extra: str = "") -> str:
-    h = hashlib.sha256(json.dumps(dataclasses.asdict(spec), sort_keys=True).encode())
+    fields = dataclasses.asdict(spec)
+    if not fields["anti_flicker_hz"]:
+        del fields["anti_flicker_hz"]  # a field added later: caches binned without the filter keep their key
+    h = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
     h.update(f"format{CACHE_FORMAT};{extra};".encode())
     for p in sources:
         st = p.stat()

@@ -319,9 +319,12 @@ def test_spec_validation_names_the_field(field: str, value: object, match: str) 
 
 
 def test_spec_from_card() -> None:
-    """from_card copies the model card's input spec and takes the sensor size from the caller."""
-    spec = PreprocessSpec.from_card(InputSpec(dt_us=2000, denoise_us=0, mapping="scale"), (346, 260))
-    assert spec == PreprocessSpec(sensor_size=(346, 260), mapping="scale", dt_us=2000, denoise_us=0)
+    """from_card copies the model card's input spec, takes the sensor size from the caller and serves with
+    the daemon's anti-flicker default unless told otherwise."""
+    card_input = InputSpec(dt_us=2000, denoise_us=0, mapping="scale")
+    spec = PreprocessSpec.from_card(card_input, (346, 260))
+    assert spec == PreprocessSpec(sensor_size=(346, 260), mapping="scale", dt_us=2000, denoise_us=0, anti_flicker_hz=(100, 120))
+    assert PreprocessSpec.from_card(card_input, (346, 260), anti_flicker_hz=()).anti_flicker_hz == ()
     assert spec.frame_shape == (2, 32, 32)
 
 

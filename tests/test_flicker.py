@@ -1,0 +1,166 @@
+"""Anti-flicker: a lamp's events go, a person's stay, the same in every path, and the daemon applies it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from daemon_helpers import recording_frames, start_daemon
+
+from s2gesture.daemon import flicker
+from s2gesture.daemon.config import load_config
+from s2gesture.daemon.errors import ConfigError, PreprocessError
+from s2gesture.daemon.events import EVENT_DTYPE
+from s2gesture.daemon.flicker import flicker_mask
+from s2gesture.daemon.preprocess import PreprocessSpec, StreamPreprocessor, preprocess_recording
+from s2gesture.daemon.testing import write_tiny_model
+from s2gesture.models import synth
+
+pytestmark = pytest.mark.timeout(120)
+
+T0 = 1_000_000
+
+
+def lamp(hz: float, *, seconds: float = 1.0, box: tuple[int, int, int, int] = (16, 16, 48, 40), p_fire: float = 0.1,
+         jitter_us: float = 300.0, seed: int = 0) -> np.ndarray:  # fmt: skip
+    """A lamp at ``hz`` over ``box`` = (x0, y0, w, h): each half period a random ``p_fire`` of its pixels fire,
+    ON as it brightens, OFF as it dims (what synth's flicker scenes do)."""
+    rng = np.random.default_rng(seed)
+    x0, y0, w, h = box
+    half = 1e6 / hz / 2
+    n_half = int(seconds * 1e6 / half)
+    k = rng.binomial(w * h, p_fire, n_half)
+    idx = np.repeat(np.arange(n_half), k)
+    pix = rng.integers(0, w * h, idx.shape[0])
+    t = np.clip(np.round(idx * half + rng.normal(0, jitter_us, idx.shape[0])), 0, None).astype(np.int64)
+    order = np.argsort(t, kind="stable")
+    ev = np.empty(idx.shape[0], EVENT_DTYPE)
+    ev["x"], ev["y"], ev["p"], ev["t"] = (x0 + pix % w)[order], (y0 + pix // w)[order], (idx % 2 == 0)[order], t[order] + T0
+    return ev
+
+
+def merge(*parts: np.ndarray) -> np.ndarray:
+    ev = np.concatenate(parts)
+    return ev[np.argsort(ev["t"], kind="stable")]
+
+
+@pytest.mark.parametrize("hz", [100, 120])
+def test_a_lamp_is_removed_once_locked(hz: int) -> None:
+    """After the lock-in (a third of a second at most) at least 95 % of a lamp's events are dropped."""
+    ev = lamp(hz, seconds=2.0)
+    keep = flicker_mask(ev, (128, 128))
+    late = ev["t"] >= T0 + 400_000
+    assert (~keep[late]).mean() >= 0.95
+    assert keep[ev["t"] < T0 + 50_000].all()  # too early to lock: no tile has seen 12 periods
+
+
+def test_a_lamp_at_an_unlisted_frequency_is_kept() -> None:
+    """A 100 Hz lamp is not in phase with 120 Hz: a filter listening for 120 Hz only leaves it alone."""
+    ev = lamp(100, seconds=2.0)
+    assert (~flicker_mask(ev, (128, 128), hz=(120,))).mean() < 0.01
+    assert flicker_mask(ev, (128, 128), hz=()).all()
+
+
+def test_gestures_lose_almost_nothing() -> None:
+    """Generated gestures (people moving, camera noise, no lamp): under 1 % of events dropped."""
+    for label in (0, 3, 8):
+        rec = synth.recording(4242, 3, 0, "led", label, 1.5)
+        keep = flicker_mask(rec.events, rec.sensor_size)
+        assert (~keep).mean() < 0.01, label
+
+
+def test_a_person_under_a_lamp_keeps_most_of_their_events() -> None:
+    """In a lit area the person's events outside the lamp's phase survive: most of a gesture under a lamp is kept."""
+    rec = synth.recording(4242, 3, 0, "led", 1, 2.0)
+    person = rec.events.copy()
+    person["t"] += T0 - int(person["t"][0])
+    ev = merge(person, lamp(100, seconds=2.0, box=(0, 0, 128, 128), p_fire=0.05))
+    keep = flicker_mask(ev, (128, 128))
+    is_person = np.zeros(len(ev), bool)
+    is_person[np.isin(ev["t"] * 1000 + ev["x"] * 7 + ev["y"], person["t"] * 1000 + person["x"] * 7 + person["y"])] = True
+    assert keep[is_person].mean() >= 0.5
+    assert (~keep[~is_person & (ev["t"] >= T0 + 400_000)]).mean() >= 0.9
+
+
+def test_one_sweep_of_an_edge_is_not_a_lamp() -> None:
+    """An edge crossing a tile once makes one coherent burst (ON then OFF 5 ms later): one period, not a lamp."""
+    t = np.concatenate([T0 + np.arange(40) * 10, T0 + 5000 + np.arange(40) * 10]).astype(np.int64)
+    ev = np.empty(80, EVENT_DTYPE)
+    ev["x"], ev["y"], ev["p"], ev["t"] = np.arange(80) % 8, np.arange(80) // 10, np.arange(80) < 40, t
+    assert flicker_mask(ev, (128, 128)).all()
+
+
+def test_epoch_timestamps_give_the_same_answer() -> None:
+    """Cameras that stamp events in µs since 1970 (1.7e15) are filtered as if their clock started at 0."""
+    ev = lamp(120, seconds=1.0)
+    shifted = ev.copy()
+    shifted["t"] += 1_764_000_000 * 1_000_000  # whole seconds: the lamp's phase is unchanged
+    assert (flicker_mask(shifted, (128, 128)) == flicker_mask(ev, (128, 128))).all()
+
+
+def test_preprocessing_paths_agree_exactly() -> None:
+    """In preprocess_recording, in a stream cut anywhere, and as mask + unfiltered preprocessing: the same spikes."""
+    ev = merge(lamp(100, seconds=1.5, seed=3), lamp(120, seconds=1.5, box=(70, 60, 40, 50), seed=4))
+    spec = PreprocessSpec(sensor_size=(128, 128), anti_flicker_hz=(100, 120))
+    whole = preprocess_recording(ev, spec)
+    keep = flicker_mask(ev, (128, 128))
+    masked = preprocess_recording(ev[keep], PreprocessSpec(sensor_size=(128, 128)), t_start_us=int(ev["t"][0]),
+                                  t_stop_us=int(ev["t"][0]) + whole.shape[0] * 1000)  # fmt: skip
+    assert np.array_equal(whole, masked)
+    unfiltered = preprocess_recording(ev, PreprocessSpec(sensor_size=(128, 128)))
+    assert unfiltered.sum() > 5 * whole.sum()  # the filter did something for the equality to mean anything
+    for seed in range(3):
+        stream = StreamPreprocessor(spec)
+        cuts = np.sort(np.random.default_rng(seed).integers(0, len(ev), 40))
+        out = [stream.push(part) for part in np.split(ev, cuts)]
+        out.append(stream.flush())
+        assert np.array_equal(np.concatenate(out), whole)
+
+
+def test_a_refused_packet_leaves_the_filter_untouched() -> None:
+    """A packet refused for an event off the sensor is not counted by the filter either."""
+    ev = lamp(100, seconds=1.0)
+    spec = PreprocessSpec(sensor_size=(128, 128), anti_flicker_hz=(100,))
+    a, b = StreamPreprocessor(spec), StreamPreprocessor(spec)
+    first, second = ev[ev["t"] < T0 + 500_000], ev[ev["t"] >= T0 + 500_000]
+    bad = second[:200].copy()
+    bad["x"][-1] = 500
+    a.push(first)
+    with pytest.raises(PreprocessError, match="outside"):
+        a.push(bad)
+    b.push(first)
+    assert np.array_equal(a.push(second), b.push(second))
+
+
+def test_bad_frequencies_are_refused_with_the_fix() -> None:
+    """The spec and the daemon's config name the key, the valid range and how to turn the filter off."""
+    with pytest.raises(PreprocessError, match=r"anti_flicker_hz.*1\.\.5000 Hz.*\[\] turns the filter off"):
+        PreprocessSpec(sensor_size=(128, 128), anti_flicker_hz=(0,))
+    with pytest.raises(ConfigError, match=r"input\.anti_flicker_hz.*100 for 50 Hz mains"):
+        load_config(None, {"input": {"anti_flicker_hz": [100, 99999]}}, environ={})
+    assert load_config(None, environ={}).input.anti_flicker_hz == flicker.DEFAULT_HZ
+    assert load_config(None, {"input": {"anti_flicker_hz": [120, 100, 120]}}, environ={}).input.anti_flicker_hz == (100, 120)
+
+
+def _windows_run(tmp_path: Path, model: Path, events: np.ndarray, env: dict[str, str]) -> int:
+    tmp_path.mkdir()
+    with start_daemon(tmp_path, model, mode="lossless", transport="ipc", env=env) as d:
+        sock = d.sender()
+        d.send_all(sock, recording_frames("lamp", events, 128, 128, segment="s"))
+        preds = d.collect(lambda t, b: t == "s2g/v1/pred/lamp/",
+                          lambda t, b: t == "s2g/v1/gesture/lamp/" and b.get("final") is True, timeout_s=30)  # fmt: skip
+        assert d.stop() == 0
+    return len(preds)
+
+
+def test_the_daemon_filters_by_default_and_can_be_told_not_to(tmp_path: Path) -> None:
+    """A real s2gestured on a 3 s lamp: with the default the lamp leaves the activity gate with nothing to run
+    after its lock-in; with ``input.anti_flicker_hz = []`` every window of it runs."""
+    model = tmp_path / "tiny.nir"
+    write_tiny_model(model, seed=0)
+    ev = lamp(100, seconds=3.0, box=(0, 0, 128, 128), p_fire=0.05)
+    filtered = _windows_run(tmp_path / "on", model, ev, {})
+    unfiltered = _windows_run(tmp_path / "off", model, ev, {"S2G_INPUT__ANTI_FLICKER_HZ": "[]"})
+    assert unfiltered >= 25  # 3 s at a 100 ms stride
+    assert filtered <= 4  # the windows of the lock-in only
