@@ -13,9 +13,10 @@ agree one for one. Reported: final accuracy with a 95 % interval that resamples 
 bootstrap), per lighting and the worst user; onset -> first correct gesture (median, p90, event time);
 wrong onsets per recording; false gesture decisions per 10 minutes of distractors and how many end "none".
 Writes benchmarks/results/heldout.md and heldout.json (``--out`` elsewhere; the model card's metrics come from
-the JSON). ``--baseline NAME=PATH`` scores other models offline on the same recordings, in the same run.
+the JSON). ``--baseline NAME=PATH`` scores other models offline on the same recordings, in the same run;
+``--without-anti-flicker`` scores ``--model`` with the daemon's anti-flicker filter off, in the same way.
 
-Usage: python benchmarks/bench_heldout.py [--model PATH] [--baseline NAME=PATH ...] [--users 20] [--no-live] [--quick]
+Usage: python benchmarks/bench_heldout.py [--model PATH] [--baseline NAME=PATH ...] [--without-anti-flicker] [--users 20] [--no-live] [--quick]
 """
 
 from __future__ import annotations
@@ -67,8 +68,11 @@ def generate(users: int, sessions: int, seed: int, n_distractors: int, distracto
     return gestures, distractors
 
 
-def offline(model_path: Path, recordings: list[Any]) -> list[dict[str, Any]]:
-    """Per recording, what a default-configured daemon decides: final class, onsets, first correct onset time."""
+def offline(model_path: Path, recordings: list[Any], anti_flicker_hz: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
+    """Per recording, what a default-configured daemon decides: final class, onsets, first correct onset time.
+
+    ``anti_flicker_hz``: None = the daemon's default filter, () = off.
+    """
     from tune_decision import chunk_table  # the daemon's windows and scores, as the tuning computes them
 
     from s2gesture.daemon.backends import get_backend, options_from_card
@@ -80,10 +84,11 @@ def offline(model_path: Path, recordings: list[Any]) -> list[dict[str, Any]]:
     backend = get_backend("emulator", **options_from_card(model.card))
     backend.load(model.graph)
     plan = daemon_chunk_plan(backend.max_ticks)
+    hz = {} if anti_flicker_hz is None else {"anti_flicker_hz": anti_flicker_hz}
     out = []
     try:
         for rec in recordings:
-            spec = PreprocessSpec.from_card(model.card.input, rec.sensor_size)
+            spec = PreprocessSpec.from_card(model.card.input, rec.sensor_size, **hz)
             spikes = preprocess_recording(rec, spec)
             pol = daemon_policy(model.card.none_index)
             onsets, ttc = [], None
@@ -128,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", action="append", default=[], metavar="NAME=PATH",
                         help="also score this model offline on the same recordings and tabulate it beside --model "
                         "(repeatable), e.g. the previous bundled model from `git show REV:models/pretrained/psnn_int8.nir`")  # fmt: skip
+    parser.add_argument("--without-anti-flicker", action="store_true",
+                        help="also score --model offline with the daemon's anti-flicker filter off (input.anti_flicker_hz = [])")  # fmt: skip
     parser.add_argument("--out", default=str(RESULTS),
                         help="result section (.md; the figures go to the .json beside it), e.g. for a second pair of seeds")  # fmt: skip
     parser.add_argument("--write-card", action="store_true",
@@ -137,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.users, args.distractor_minutes = 2, 1.0
     from s2gesture.daemon.card import read_model
+    from s2gesture.daemon.flicker import DEFAULT_HZ
 
     model_path = Path(args.model)
     card = read_model(model_path).card
@@ -155,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "model": card.name, "model_file": model_path.name, "classes": list(card.classes),
         "gesture_seed": args.seed, "distractor_seed": args.distractor_seed, "users": args.users,
-        "lightings_per_user": sessions, "n_gesture_recordings": len(gestures), "gesture_s": GESTURE_S,
+        "lightings_per_user": sessions, "anti_flicker_hz": list(DEFAULT_HZ), "n_gesture_recordings": len(gestures), "gesture_s": GESTURE_S,
         **score(off_g, off_d, gestures, distractors, card), "offline_s": off_s,
     }  # fmt: skip
     baselines = []
@@ -166,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         scored = score(offline(path, gestures), offline(path, distractors), gestures, distractors, base_card)
         baselines.append({"name": name, "model_file": str(path), **scored})
         print(f"baseline {name} offline in {time.perf_counter() - t:.0f} s", flush=True)
+    if args.without_anti_flicker:
+        t = time.perf_counter()
+        scored = score(offline(model_path, gestures, ()), offline(model_path, distractors, ()), gestures, distractors, card)
+        baselines.append({"name": f"{model_path.name}, anti-flicker off", "model_file": str(model_path), **scored})
+        print(f"without anti-flicker offline in {time.perf_counter() - t:.0f} s", flush=True)
     if baselines:
         result["baselines"] = baselines
     if not args.no_live:
@@ -260,7 +273,7 @@ def write_card_metrics(model_path: Path, result: dict[str, Any]) -> None:
     model = read_model(model_path)
     keep = ("gesture_seed", "distractor_seed", "users", "lightings_per_user", "n_gesture_recordings", "accuracy",
             "user_ci", "worst_user", "per_lighting", "time_to_first_correct_ms", "wrong_onsets_per_recording",
-            "distractor_minutes", "false_per_10min", "false_by_kind")  # fmt: skip
+            "distractor_minutes", "false_per_10min", "false_by_kind", "anti_flicker_hz")  # fmt: skip
     heldout = {k: result[k] for k in keep} | {"measured_by": "benchmarks/bench_heldout.py",
                                               "live_agrees_with_offline": result.get("live", {}).get("agree_with_offline")}  # fmt: skip
     card = dataclasses.replace(model.card, metrics={**model.card.metrics, "heldout": heldout})
@@ -305,7 +318,7 @@ def report_md(r: dict[str, Any]) -> str:
                   f"{lt.get('p50', float('nan')):.0f} ms, p90 {lt.get('p90', float('nan')):.0f} ms; daemon latency per "
                   f"prediction p50 {lv['pred_latency_ms'].get('p50', float('nan')):.2f} ms; {lv['wall_s']:.0f} s wall."]  # fmt: skip
     if r.get("baselines"):
-        lines += ["", "Against other models on the same recordings, measured offline in the same run (`--baseline`):", "",
+        lines += ["", "Against other models or settings on the same recordings, measured offline in the same run (`--baseline`, `--without-anti-flicker`):", "",
                   "| model | accuracy [95 % CI over users] | worst user | onset -> first correct, p50 / p90 | wrong onsets/rec "
                   "| false decisions/10 min | distractors ending `none` | gestures ending `none` | errors swapping a circle's direction |",
                   "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
