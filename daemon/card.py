@@ -261,13 +261,34 @@ def attach_card(graph: Any, card: ModelCard) -> Any:
 
 
 def write_model(path: str | Path, graph: Any, card: ModelCard) -> Model:
-    """Write ``graph`` with ``card`` to ``path`` (.nir, HDF5)."""
+    """Write ``graph`` with ``card`` to ``path`` (.nir, HDF5), atomically.
+
+    The file is written beside ``path`` and renamed over it, so a daemon reloading on SIGHUP (or any reader)
+    sees the old model or the new one, never half a file.
+    """
+    import os
+    import tempfile
+
     import nir
 
     path = Path(path)
     attach_card(graph, card)
     path.parent.mkdir(parents=True, exist_ok=True)
-    nir.write(path, graph)
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+    else:  # what open() would have made: mkstemp's file is private (0600), a service user could not read it
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        nir.write(tmp, graph)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return Model(graph=graph, card=card, hash=graph_hash(graph), path=path)
 
 

@@ -24,6 +24,35 @@ def test_card_and_graph_round_trip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(model.graph.nodes["conv1"].weight, tiny_gesture_graph(3).nodes["conv1"].weight)
 
 
+def test_writing_replaces_the_file_whole_and_keeps_its_permissions(tmp_path: Path) -> None:
+    """write_model renames a finished file over the old one: a reader holding the old file still reads it
+    whole, no temporary file is left, and the file keeps its mode (a new one gets the umask's)."""
+    import os
+    import stat
+
+    path = tmp_path / "m.nir"
+    first = write_model(path, tiny_gesture_graph(1), tiny_gesture_card("first"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask()
+    path.chmod(0o640)
+    with path.open("rb") as reader:  # open before the rewrite, as a reloading daemon might be
+        second = write_model(path, tiny_gesture_graph(2), tiny_gesture_card("second"))
+        old_bytes = reader.read()
+    (tmp_path / "old.nir").write_bytes(old_bytes)
+    assert read_model(tmp_path / "old.nir").hash == first.hash
+    assert read_model(path).hash == second.hash != first.hash
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nir", "old.nir"]
+    assert os.access(path, os.R_OK)
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_hash_changes_with_weights() -> None:
     """Two graphs that differ in one weight have different hashes."""
     a, b = tiny_gesture_graph(1), tiny_gesture_graph(1)
