@@ -49,6 +49,9 @@ PHASE_WINDOW_DEG = 60.0
 MAX_HZ = 5000  # the phase needs several microsecond steps per period, and a DVS pixel cannot follow faster
 
 _STEPS = 64  # phase steps per period
+# events of one tile counted per period at most: keeps a period's sums within int32 (2**20 x 1024), so the
+# ring takes 6 bytes per sensor pixel and frequency; only a flood (a million events on one tile in 10 ms) reaches it
+_MAX_PER_PERIOD = 1 << 20
 _AMP = 1024  # phase vector length in integer units
 _COS = np.round(_AMP * np.cos(2 * np.pi * np.arange(_STEPS) / _STEPS)).astype(np.int64)
 _SIN = np.round(_AMP * np.sin(2 * np.pi * np.arange(_STEPS) / _STEPS)).astype(np.int64)
@@ -78,7 +81,7 @@ class FlickerState:
         n_tiles = self.tiles_x * -(-H // TILE_PX)
         self.hz = np.asarray(hz, dtype=np.int64)
         # ring[tile, f, period % PERIODS] = (re, im, n); sums[tile, f] = (re, im, n, active periods, last period)
-        self.ring = np.zeros((n_tiles, len(hz), PERIODS, 3), dtype=np.int64)
+        self.ring = np.zeros((n_tiles, len(hz), PERIODS, 3), dtype=np.int32)
         self.sums = np.zeros((n_tiles, len(hz), 5), dtype=np.int64)
         self.sums[:, :, _LAST] = np.iinfo(np.int64).min // 2
         cos2 = float(np.cos(np.deg2rad(PHASE_WINDOW_DEG))) ** 2
@@ -139,6 +142,8 @@ def flicker_drop(hz: Any, tiles_x: Any, ring: Any, sums: Any, limits: Any, x: An
                 if along > 0 and along * along >= limits[1] * float(c * c + d * d) * mag2:
                     drop = True
         slot = ring[tile, f, period % PERIODS]
+        if slot[2] >= _MAX_PER_PERIOD:
+            continue
         if slot[2] == 0:
             s[_ACTIVE] += 1
         slot[0] += c

@@ -91,6 +91,18 @@ def test_one_sweep_of_an_edge_is_not_a_lamp() -> None:
     assert flicker_mask(ev, (128, 128)).all()
 
 
+def test_a_flood_on_one_tile_neither_overflows_nor_locks() -> None:
+    """1.2 million events on one pixel within a microsecond (past the per-period cap), then a lamp: the flood is
+    one period, so kept, and the lamp after it still locks."""
+    flood = np.zeros(1_200_000, EVENT_DTYPE)
+    flood["x"], flood["y"], flood["p"], flood["t"] = 20, 20, True, T0 - 200_000
+    ev = merge(flood, lamp(100, seconds=1.0))
+    keep = flicker_mask(ev, (128, 128))
+    assert keep[: len(flood)].all()
+    late = ev["t"] >= T0 + 400_000
+    assert (~keep[late]).mean() >= 0.95
+
+
 def test_epoch_timestamps_give_the_same_answer() -> None:
     """Cameras that stamp events in µs since 1970 (1.7e15) are filtered as if their clock started at 0."""
     ev = lamp(120, seconds=1.0)
