@@ -323,7 +323,6 @@ def _kernel(
 ) -> tuple[int, int, int]:
     """Drop flicker, denoise, map and bin events into ``frames`` (tick index minus ``k_offset``); returns (status, index, t_last)."""
     height, width = memory.shape
-    anti_flicker = fl_hz.shape[0] > 0
     for i in range(x.shape[0]):
         xi = np.int64(x[i])
         yi = np.int64(y[i])
@@ -333,8 +332,9 @@ def _kernel(
         if ti < t_prev:
             return _BAD_T, i, t_prev
         t_prev = ti
-        if anti_flicker and flicker.flicker_drop(fl_hz, fl_tiles_x, fl_ring, fl_sums, fl_limits, xi, yi, p[i], ti):
-            continue
+        if fl_hz is not None:  # a compile-time branch: None (filter off) compiles a kernel without it
+            if flicker.flicker_drop(fl_hz, fl_tiles_x, fl_ring, fl_sums, fl_limits, xi, yi, p[i], ti):
+                continue
         if denoise_us > 0:
             memory[yi, xi] = ti + denoise_us
             if not (
@@ -554,7 +554,7 @@ def _stream_push(
     before any write).
     ``ymap_row`` is the y table times the input width (-1 kept), ``plane`` the input's H*W: a spike's
     place in the flat frame is ``c*plane + ymap_row[y] + xmap[x]``. ``fl_*``: the anti-flicker state
-    (:meth:`s2gesture.daemon.flicker.FlickerState.arrays`; no frequencies = off), also written only after the checks.
+    (:meth:`s2gesture.daemon.flicker.FlickerState.arrays`, or all None: off), also written only after the checks.
     """
     denoise_us, max_gap, dt_us, plane = st[_DENOISE], st[_MAX_GAP], st[_DT], st[_PLANE]
     merge_polarity = st[_MERGE] == 1
@@ -599,14 +599,14 @@ def _stream_push(
             return _S_GROW, hi - st[_K_NEXT], 0, none
         st[_T0] = t0
         st[_T0_KNOWN] = 1
-        anti_flicker = fl_hz.shape[0] > 0
         for i in range(n):
             r = ev[i]
             xi = np.int64(r["x"])
             yi = np.int64(r["y"])
             ti = np.int64(r["t"])
-            if anti_flicker and flicker.flicker_drop(fl_hz, fl_tiles_x, fl_ring, fl_sums, fl_limits, xi, yi, r["p"], ti):
-                continue
+            if fl_hz is not None:  # a compile-time branch, as in _kernel
+                if flicker.flicker_drop(fl_hz, fl_tiles_x, fl_ring, fl_sums, fl_limits, xi, yi, r["p"], ti):
+                    continue
             if denoise_us > 0:
                 memory[yi, xi] = ti + denoise_us
                 if not (
@@ -783,14 +783,15 @@ def warm_up(sensor_size: tuple[int, int] = (128, 128)) -> float:
     import time
 
     start = time.perf_counter()
-    spec = PreprocessSpec(sensor_size=sensor_size, input_size=(1, 1), mapping="scale")
     events = np.zeros(2, dtype=EVENT_DTYPE)
-    events["t"] = [0, 2 * spec.dt_us]
-    stream = StreamPreprocessor(spec)
-    stream.push(events[:1])
-    stream.push(events[1:])
-    stream.flush()
-    preprocess_recording(events, spec)
+    for hz in ((), flicker.DEFAULT_HZ):  # the kernels with and without the anti-flicker filter
+        spec = PreprocessSpec(sensor_size=sensor_size, input_size=(1, 1), mapping="scale", anti_flicker_hz=hz)
+        events["t"] = [0, 2 * spec.dt_us]
+        stream = StreamPreprocessor(spec)
+        stream.push(events[:1])
+        stream.push(events[1:])
+        stream.flush()
+        preprocess_recording(events, spec)
     return time.perf_counter() - start
 
 
