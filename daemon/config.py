@@ -71,7 +71,8 @@ class InputConfig(_Endpoints):
     connect: tuple[str, ...] = ()
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_events_per_packet: int = Field(default=1_000_000, ge=1)
-    #: largest sensor width/height accepted (per-stream denoise memory is width x height x 8 bytes)
+    #: largest sensor width/height accepted (per stream: denoise memory width x height x 8 bytes, the
+    #: anti-flicker state about 7 bytes per pixel and listed frequency)
     max_sensor_side: int = Field(default=1280, ge=1, le=32767)
     #: ZeroMQ receive high-water mark (messages) of the input socket
     rcvhwm: int = Field(default=100, ge=1)
@@ -85,12 +86,13 @@ class InputConfig(_Endpoints):
     #: a peer that has not finished the ZeroMQ handshake by then is disconnected (idle half-open TCP)
     handshake_timeout_s: float = Field(default=5.0, gt=0, le=300)
     #: lamp flicker (Hz, twice the mains frequency) whose events are dropped before preprocessing; [] = off
-    #: (= flicker.DEFAULT_HZ, written out so that reading a config does not load numba; a test holds them equal)
+    #: (= flicker.DEFAULT_HZ, written out so that a config that leaves it alone does not load numba; a test
+    #: holds them equal)
     anti_flicker_hz: tuple[int, ...] = (100, 120)
 
-    @field_validator("anti_flicker_hz")
+    @field_validator("anti_flicker_hz", mode="before")  # before pydantic reads true as 1 Hz
     @classmethod
-    def _check_flicker(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+    def _check_flicker(cls, value: Any) -> tuple[int, ...]:
         from .flicker import check_hz
 
         try:

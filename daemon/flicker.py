@@ -23,6 +23,10 @@ Each event is judged on the events before it, then counted (dropped or not), so 
 lamp is on. All state is integer and the one comparison in floating point uses exact IEEE operations, so
 the result is the same on every machine, and the same however a stream is cut into packets.
 
+numba caches the preprocessing kernels (daemon/preprocess.py) by *that* file's time stamp, and they inline
+:func:`flicker_drop` and the constants here: after changing this file alone, touch preprocess.py, or its
+cached kernels keep the old rule (tests/test_flicker.py would then see the paths disagree).
+
 Figures (validation data only, seeds 2029 / 2027; benchmarks/results/heldout.md has the held-out ones):
 48 flicker scenes of 10 s: false gesture decisions 26 -> 3, 88 % of their events dropped; 132 gesture
 recordings: 0.05 % of events dropped, every final decision unchanged.
@@ -61,12 +65,15 @@ _RE, _IM, _N, _ACTIVE, _LAST = range(5)
 
 def check_hz(hz: Any, where: str) -> tuple[int, ...]:
     """The frequencies as a sorted tuple of distinct integers, or :class:`PreprocessError` naming the problem."""
-    values = tuple(hz)
-    bad = [v for v in values if isinstance(v, bool) or int(v) != v or not 1 <= v <= MAX_HZ]
-    if bad:
+
+    def usable(v: Any) -> bool:  # integers only: True is not 1 Hz, 100.0 is not asked for
+        return bool(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and 1 <= v <= MAX_HZ)
+
+    values = tuple(hz) if isinstance(hz, (list, tuple, np.ndarray)) else None
+    if values is None or not all(usable(v) for v in values):
         msg = (
-            f"{where}: expected flicker frequencies as integers in 1..{MAX_HZ} Hz (twice the mains frequency: "
-            f"100 for 50 Hz mains, 120 for 60 Hz; [] turns the filter off), found {list(values)!r}"
+            f"{where}: expected a list of flicker frequencies, integers in 1..{MAX_HZ} Hz (twice the mains "
+            f"frequency: 100 for 50 Hz mains, 120 for 60 Hz; [] turns the filter off), found {hz!r}"
         )
         raise PreprocessError(msg)
     return tuple(sorted({int(v) for v in values}))

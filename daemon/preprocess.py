@@ -332,7 +332,8 @@ def _kernel(
         if ti < t_prev:
             return _BAD_T, i, t_prev
         t_prev = ti
-        if fl_hz is not None:  # a compile-time branch: None (filter off) compiles a kernel without it
+        # a compile-time branch (numba prunes a lone "is not None" test): None compiles a kernel without it
+        if fl_hz is not None:  # noqa: SIM102
             if flicker.flicker_drop(fl_hz, fl_tiles_x, fl_ring, fl_sums, fl_limits, xi, yi, p[i], ti):
                 continue
         if denoise_us > 0:
@@ -604,7 +605,7 @@ def _stream_push(
             xi = np.int64(r["x"])
             yi = np.int64(r["y"])
             ti = np.int64(r["t"])
-            if fl_hz is not None:  # a compile-time branch, as in _kernel
+            if fl_hz is not None:  # noqa: SIM102  (a compile-time branch, as in _kernel)
                 if flicker.flicker_drop(fl_hz, fl_tiles_x, fl_ring, fl_sums, fl_limits, xi, yi, r["p"], ti):
                     continue
             if denoise_us > 0:

@@ -266,7 +266,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         msg = f"--new-classes: expected comma-separated names, found {args.new_classes!r}"
         raise ConfigError(msg)
     input_spec, input_from = reference_input(args.card_from)
-    spec = PreprocessSpec.from_card(input_spec, (128, 128))
+    # binned as the base model's training data was: without the daemon's anti-flicker filter
+    spec = PreprocessSpec.from_card(input_spec, (128, 128), anti_flicker_hz=())
     progress = not args.no_progress
     train = load_takes(data, "train", spec, args.cache, progress)
     if train is None:

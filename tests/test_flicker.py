@@ -130,18 +130,23 @@ def test_preprocessing_paths_agree_exactly() -> None:
         assert np.array_equal(np.concatenate(out), whole)
 
 
-def test_a_refused_packet_leaves_the_filter_untouched() -> None:
-    """A packet refused for an event off the sensor is not counted by the filter either."""
+@pytest.mark.parametrize("why", ["off the sensor", "before the last t_end"])
+def test_a_refused_packet_leaves_the_filter_untouched(why: str) -> None:
+    """A packet the stream refuses (an event off the sensor; events before the time already closed) is not
+    counted by the filter either: what follows is filtered as if it had never come."""
     ev = lamp(100, seconds=1.0)
     spec = PreprocessSpec(sensor_size=(128, 128), anti_flicker_hz=(100,))
     a, b = StreamPreprocessor(spec), StreamPreprocessor(spec)
     first, second = ev[ev["t"] < T0 + 500_000], ev[ev["t"] >= T0 + 500_000]
     bad = second[:200].copy()
-    bad["x"][-1] = 500
-    a.push(first)
-    with pytest.raises(PreprocessError, match="outside"):
+    if why == "off the sensor":
+        bad["x"][-1] = 500
+    else:
+        bad = first[-200:].copy()  # in time order, but before the t_end the first push closed
+    for stream in (a, b):
+        stream.push(first, t_end_us=int(second["t"][0]))
+    with pytest.raises(PreprocessError):
         a.push(bad)
-    b.push(first)
     assert np.array_equal(a.push(second), b.push(second))
 
 
@@ -151,6 +156,9 @@ def test_bad_frequencies_are_refused_with_the_fix() -> None:
         PreprocessSpec(sensor_size=(128, 128), anti_flicker_hz=(0,))
     with pytest.raises(ConfigError, match=r"input\.anti_flicker_hz.*100 for 50 Hz mains"):
         load_config(None, {"input": {"anti_flicker_hz": [100, 99999]}}, environ={})
+    for bad in ([True], [100.0], "100", 100):  # true is not 1 Hz, nor a string a list
+        with pytest.raises(ConfigError, match=r"input\.anti_flicker_hz.*expected a list of flicker frequencies"):
+            load_config(None, {"input": {"anti_flicker_hz": bad}}, environ={})
     assert load_config(None, environ={}).input.anti_flicker_hz == flicker.DEFAULT_HZ
     assert load_config(None, {"input": {"anti_flicker_hz": [120, 100, 120]}}, environ={}).input.anti_flicker_hz == (100, 120)
 
