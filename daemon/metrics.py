@@ -33,6 +33,7 @@ class StatusCollector:
         streams: dict[str, Any] = snap.get("streams", {})
         packets = CounterMetricFamily("s2g_packets", "Event packets accepted", labels=["stream"])
         events = CounterMetricFamily("s2g_events", "Events accepted", labels=["stream"])
+        flicker = CounterMetricFamily("s2g_flicker_events", "Events dropped as a lamp's flicker", labels=["stream"])
         dropped = CounterMetricFamily("s2g_dropped_packets", "Packets dropped, by reason", labels=["stream", "reason"])
         chunks = CounterMetricFamily("s2g_chunks", "Windows by outcome", labels=["stream", "outcome"])
         queue = GaugeMetricFamily("s2g_queue_depth_packets", "Packets queued per stream", labels=["stream"])
@@ -40,6 +41,7 @@ class StatusCollector:
         for sid, s in streams.items():
             packets.add_metric([sid], s["packets"])
             events.add_metric([sid], s["events"])
+            flicker.add_metric([sid], s.get("events_flicker", 0))
             for reason, n in s["dropped"].items():
                 dropped.add_metric([sid, reason], n)
             chunks.add_metric([sid, "run"], s["chunks"])
@@ -47,7 +49,7 @@ class StatusCollector:
             chunks.add_metric([sid, "failed"], s["chunks_failed"])
             queue.add_metric([sid], s["queue"])
             age.add_metric([sid], s["last_packet_age_s"])
-        yield from (packets, events, dropped, chunks, queue, age)
+        yield from (packets, events, flicker, dropped, chunks, queue, age)
         for name, window, doc in (
             ("s2g_inference_seconds", self.service.inference, "Backend run time per window"),
             ("s2g_end_to_end_latency_seconds", self.service.e2e, "Last packet of a window received -> pred published"),

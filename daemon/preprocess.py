@@ -516,7 +516,7 @@ def denoise(events: Events | Recording, sensor_size: tuple[int, int], denoise_us
 # spec's constants and the call's t_end ride in the same array, since every argument of a compiled call
 # costs dispatch time on each packet
 _T_PREV, _T0, _T0_KNOWN, _K_NEXT, _K_HI, _T_END, _T_LAST, _N_SEEN = range(8)
-_DENOISE, _MAX_GAP, _DT, _PLANE, _MERGE, _ARG_T_END, _ARG_HAS_T_END, _C, _H, _W = range(8, 18)
+_DENOISE, _MAX_GAP, _DT, _PLANE, _MERGE, _ARG_T_END, _ARG_HAS_T_END, _C, _H, _W, _N_FLICKER = range(8, 19)
 _S_OK, _S_BAD_EVENT, _S_T_END, _S_OVERLAP, _S_GAP, _S_GROW = range(6)
 _INT64_MIN = np.iinfo(np.int64).min
 
@@ -607,6 +607,7 @@ def _stream_push(
             ti = np.int64(r["t"])
             if fl_hz is not None:  # noqa: SIM102  (a compile-time branch, as in _kernel)
                 if flicker.flicker_drop(fl_hz, fl_tiles_x, fl_ring, fl_sums, fl_limits, xi, yi, r["p"], ti):
+                    st[_N_FLICKER] += 1
                     continue
             if denoise_us > 0:
                 memory[yi, xi] = ti + denoise_us
@@ -662,7 +663,7 @@ class StreamPreprocessor:
         W, H = spec.sensor_size
         # tonic initialises every pixel's memory to filter_time (as if all fired at t = 0): kept for equality.
         self._memory = np.full((H, W), spec.denoise_us, dtype=np.int64)
-        self._st = np.zeros(18, dtype=np.int64)
+        self._st = np.zeros(19, dtype=np.int64)
         self._st[[_T_PREV, _T_END, _T_LAST]] = _INT64_MIN
         w, h = spec.input_size
         self._st[[_DENOISE, _DT, _PLANE, _MERGE]] = (spec.denoise_us, spec.dt_us, w * h, spec.channels == 1)
@@ -689,6 +690,11 @@ class StreamPreprocessor:
     @max_gap_us.setter
     def max_gap_us(self, value: int | None) -> None:
         self._st[_MAX_GAP] = -1 if value is None else int(value)
+
+    @property
+    def flicker_dropped(self) -> int:
+        """Events the anti-flicker filter has dropped so far (0 with the filter off)."""
+        return int(self._st[_N_FLICKER])
 
     @property
     def t_start_us(self) -> int | None:

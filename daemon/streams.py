@@ -117,6 +117,8 @@ class StreamStats:
 
     packets: int = 0
     events: int = 0
+    #: of those, dropped by the anti-flicker filter as a lamp's (input.anti_flicker_hz)
+    events_flicker: int = 0
     chunks: int = 0
     chunks_skipped: int = 0
     chunks_failed: int = 0
@@ -184,12 +186,14 @@ class StreamSession:
                 raise RejectedPacketError("bad_sensor", str(exc)) from exc
             self.segment = seg
             self._closed_unanswered = None
+        flicker_before = seg.preprocessor.flicker_dropped
         try:
             ticks, empty_after = seg.preprocessor.push_lazy(events, packet.t_end_us)
         except PreprocessError as exc:
             raise RejectedPacketError("preprocess", str(exc)) from exc
         self.stats.packets += 1
         self.stats.events += n
+        self.stats.events_flicker += seg.preprocessor.flicker_dropped - flicker_before
         if last_event_t is not None:
             seg.t_floor_us = max(seg.t_floor_us, last_event_t)
         if packet.t_end_us is not None:
@@ -267,6 +271,7 @@ class StreamSession:
         return {
             "packets": s.packets,
             "events": s.events,
+            "events_flicker": s.events_flicker,
             "dropped": dict(dropped),
             "last_packet_age_s": round(max(0.0, now_s - last_packet_s), 3),
             "chunks": s.chunks,

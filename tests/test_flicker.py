@@ -163,24 +163,30 @@ def test_bad_frequencies_are_refused_with_the_fix() -> None:
     assert load_config(None, {"input": {"anti_flicker_hz": [120, 100, 120]}}, environ={}).input.anti_flicker_hz == (100, 120)
 
 
-def _windows_run(tmp_path: Path, model: Path, events: np.ndarray, env: dict[str, str]) -> int:
+def _windows_run(tmp_path: Path, model: Path, events: np.ndarray, env: dict[str, str]) -> tuple[int, int]:
+    """Preds published for the recording, and the stream's ``events_flicker`` in the status after it."""
     tmp_path.mkdir()
     with start_daemon(tmp_path, model, mode="lossless", transport="ipc", env=env) as d:
         sock = d.sender()
         d.send_all(sock, recording_frames("lamp", events, 128, 128, segment="s"))
         preds = d.collect(lambda t, b: t == "s2g/v1/pred/lamp/",
                           lambda t, b: t == "s2g/v1/gesture/lamp/" and b.get("final") is True, timeout_s=30)  # fmt: skip
+        status = d.wait_status(lambda b: b["streams"].get("lamp", {}).get("events") == len(events))
         assert d.stop() == 0
-    return len(preds)
+    return len(preds), status["streams"]["lamp"]["events_flicker"]
 
 
 def test_the_daemon_filters_by_default_and_can_be_told_not_to(tmp_path: Path) -> None:
     """A real s2gestured on a 3 s lamp: with the default the lamp leaves the activity gate with nothing to run
-    after its lock-in; with ``input.anti_flicker_hz = []`` every window of it runs."""
+    after its lock-in, and the status counts the events dropped; with ``input.anti_flicker_hz = []`` every
+    window of it runs."""
     model = tmp_path / "tiny.nir"
     write_tiny_model(model, seed=0)
     ev = lamp(100, seconds=3.0, box=(0, 0, 128, 128), p_fire=0.05)
-    filtered = _windows_run(tmp_path / "on", model, ev, {})
-    unfiltered = _windows_run(tmp_path / "off", model, ev, {"S2G_INPUT__ANTI_FLICKER_HZ": "[]"})
+    filtered, flicker_events = _windows_run(tmp_path / "on", model, ev, {})
+    unfiltered, none_dropped = _windows_run(tmp_path / "off", model, ev, {"S2G_INPUT__ANTI_FLICKER_HZ": "[]"})
     assert unfiltered >= 25  # 3 s at a 100 ms stride
     assert filtered <= 4  # the windows of the lock-in only
+    # the status counts what the filter dropped: the offline rule's count, exactly
+    assert flicker_events == int((~flicker_mask(ev, (128, 128))).sum()) > 0
+    assert none_dropped == 0
