@@ -50,8 +50,10 @@ def summary(msg: wire.Status) -> str:
             drops = ", ".join(f"{k} {v}" for k, v in dropped.items()) if isinstance(dropped, Mapping) and dropped else "none"
             age = st.get("last_packet_age_s")
             age_s = f", last packet {age:.1f} s ago" if isinstance(age, int | float) else ""
+            lamp = st.get("events_flicker")  # absent in older daemons
+            lamp_s = f" ({_si(float(lamp))} removed as lamp flicker)" if isinstance(lamp, int) and lamp > 0 else ""
             lines.append(
-                f"  {sid}: {st.get('packets', 0)} packets, {_si(float(st.get('events', 0)))} events, "
+                f"  {sid}: {st.get('packets', 0)} packets, {_si(float(st.get('events', 0)))} events{lamp_s}, "
                 f"{st.get('chunks', 0)} chunks, dropped: {drops}{age_s}"
             )
     else:

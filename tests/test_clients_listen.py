@@ -76,6 +76,15 @@ def test_status_exit_code_per_state(state: str, code: int) -> None:
     assert status.exit_code(dataclasses.replace(heartbeat, state=state)) == code
 
 
+def test_status_summary_says_how_much_lamp_flicker_was_removed() -> None:
+    """A stream whose events the anti-flicker filter dropped says so; one without (or an older daemon) does not."""
+    body = {**STATUS, "streams": {"cam0": {**STATUS["streams"]["cam0"], "events_flicker": 400_000},  # type: ignore[dict-item]
+                                  "cam1": {"packets": 3, "events": 10, "events_flicker": 0, "chunks": 0}}}  # fmt: skip
+    text = status.summary(wire.Status.from_body(body))
+    assert "cam0: 1520 packets, 2.1 M events (400.0 k removed as lamp flicker), 40 chunks" in text
+    assert "cam1: 3 packets, 10 events, 0 chunks" in text
+
+
 def test_status_summary_lists_streams_drops_and_latency() -> None:
     """The human summary shows state, model, per-stream counters with drop reasons, and latency percentiles."""
     text = status.summary(wire.Status.from_body(STATUS))
