@@ -64,6 +64,9 @@ _MAX_PER_PERIOD = 1 << 20
 _AMP = 1024  # phase vector length in integer units
 _COS = np.round(_AMP * np.cos(2 * np.pi * np.arange(_STEPS) / _STEPS)).astype(np.int64)
 _SIN = np.round(_AMP * np.sin(2 * np.pi * np.arange(_STEPS) / _STEPS)).astype(np.int64)
+# the lock and drop tests, squared (in the kernel's integer units): module constants, compiled in
+_MIN_MAG2_PER_N2 = COHERENCE * COHERENCE * _AMP * _AMP
+_COS2_WINDOW = float(np.cos(np.deg2rad(PHASE_WINDOW_DEG))) ** 2
 # per (tile, frequency): the sums over the window, then the last period seen
 _RE, _IM, _N, _ACTIVE, _LAST = range(5)
 
@@ -96,17 +99,15 @@ class FlickerState:
         self.ring = np.zeros((n_tiles, len(hz), PERIODS, 3), dtype=np.int32)
         self.sums = np.zeros((n_tiles, len(hz), 5), dtype=np.int64)
         self.sums[:, :, _LAST] = np.iinfo(np.int64).min // 2
-        cos2 = float(np.cos(np.deg2rad(PHASE_WINDOW_DEG))) ** 2
-        self.limits = np.array([COHERENCE * COHERENCE * _AMP * _AMP, cos2], dtype=np.float64)
 
     def arrays(self) -> tuple[Any, ...]:
         """What the compiled kernels take: pass to :func:`flicker_drop`."""
-        return self.hz, self.tiles_x, self.ring, self.sums, self.limits
+        return self.hz, self.tiles_x, self.ring, self.sums
 
 
 #: the kernels' arguments where the filter is off: with None numba compiles a version without the filter's
 #: branch (an empty state cost the plain path 12-15 % per 5 ms packet)
-OFF: tuple[Any, ...] = (None, 0, None, None, None)
+OFF: tuple[Any, ...] = (None, 0, None, None)
 
 
 def kernel_arrays(sensor_size: tuple[int, int], hz: tuple[int, ...]) -> tuple[Any, ...]:
@@ -115,7 +116,7 @@ def kernel_arrays(sensor_size: tuple[int, int], hz: tuple[int, ...]) -> tuple[An
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def flicker_drop(hz: Any, tiles_x: Any, ring: Any, sums: Any, limits: Any, x: Any, y: Any, on: Any, t: Any) -> bool:
+def flicker_drop(hz: Any, tiles_x: Any, ring: Any, sums: Any, x: Any, y: Any, on: Any, t: Any) -> bool:
     """Judge one event (True: the lamp's), then count it. ``x, y`` must be on the sensor, ``t`` in order."""
     tile = (y // TILE_PX) * tiles_x + x // TILE_PX
     sign = 1 if on else -1
@@ -150,9 +151,9 @@ def flicker_drop(hz: Any, tiles_x: Any, ring: Any, sums: Any, limits: Any, x: An
             im = float(s[_IM])
             mag2 = re * re + im * im
             n = float(s[_N])
-            if mag2 >= limits[0] * n * n:
+            if mag2 >= _MIN_MAG2_PER_N2 * n * n:
                 along = c * re + d * im
-                if along > 0 and along * along >= limits[1] * float(c * c + d * d) * mag2:
+                if along > 0 and along * along >= _COS2_WINDOW * float(c * c + d * d) * mag2:
                     drop = True
         slot = ring[tile, f, period % PERIODS]
         if slot[2] >= _MAX_PER_PERIOD:
@@ -169,9 +170,9 @@ def flicker_drop(hz: Any, tiles_x: Any, ring: Any, sums: Any, limits: Any, x: An
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _mask(x: Any, y: Any, p: Any, t: Any, hz: Any, tiles_x: int, ring: Any, sums: Any, limits: Any, keep: Any) -> None:
+def _mask(x: Any, y: Any, p: Any, t: Any, hz: Any, tiles_x: int, ring: Any, sums: Any, keep: Any) -> None:
     for i in range(x.shape[0]):
-        keep[i] = not flicker_drop(hz, tiles_x, ring, sums, limits, np.int64(x[i]), np.int64(y[i]), p[i], np.int64(t[i]))
+        keep[i] = not flicker_drop(hz, tiles_x, ring, sums, np.int64(x[i]), np.int64(y[i]), p[i], np.int64(t[i]))
 
 
 def flicker_mask(events: Any, sensor_size: tuple[int, int], hz: tuple[int, ...] = DEFAULT_HZ) -> npt.NDArray[np.bool_]:
@@ -188,6 +189,6 @@ def flicker_mask(events: Any, sensor_size: tuple[int, int], hz: tuple[int, ...] 
     keep = np.ones(x.shape[0], dtype=np.bool_)
     hz = check_hz(hz, "flicker_mask")
     if hz:
-        hz_arr, tiles_x, ring, sums, limits = FlickerState(sensor_size, hz).arrays()
-        _mask(x, y, events["p"], t, hz_arr, tiles_x, ring, sums, limits, keep)
+        hz_arr, tiles_x, ring, sums = FlickerState(sensor_size, hz).arrays()
+        _mask(x, y, events["p"], t, hz_arr, tiles_x, ring, sums, keep)
     return keep
