@@ -20,8 +20,9 @@ The rule (the idea of the anti-flicker blocks in event sensors, done in software
   the tile's sum: the lamp's phase. A gesture's events there keep the other two thirds of the cycle.
 
 Each event is judged on the events before it, then counted (dropped or not), so the lock holds while the
-lamp is on. All state is integer and the one comparison in floating point uses exact IEEE operations, so
-the result is the same on every machine, and the same however a stream is cut into packets.
+lamp is on. All state is integer and the one comparison in floating point uses only IEEE's basic
+operations (each correctly rounded, no library functions), so the result is the same on every machine, and
+the same however a stream is cut into packets.
 
 numba caches the preprocessing kernels (daemon/preprocess.py) by *that* file's time stamp, and they inline
 :func:`flicker_drop` and the constants here: after changing this file alone, touch preprocess.py, or its
