@@ -295,6 +295,8 @@ def _no_gesture(t: Array, take: Take, user: User) -> tuple[Array, Array, float, 
 #: hands), walking across the view, a shaking camera in a cluttered room, a flickering lamp, and moving
 #: background objects (a swinging lamp cord, a passing ball) while the person stands
 DISTRACTORS: dict[str, float] = {"idle": 0.3, "walk": 0.2, "shake": 0.2, "flicker": 0.15, "clutter": 0.15}
+#: the kind name that asks for a distractor drawn from :data:`DISTRACTORS` (``extra_none``)
+ANY_DISTRACTOR = "any"
 
 
 def _mirrored(motion: Motion) -> Motion:
@@ -747,10 +749,15 @@ class SessionJob:
     layout: str = "tonic"  # "tonic" (.npy per recording) or "ibm" (the raw release: .aedat + CSV + split files only)
     with_none: bool = False  # also a 12th recording per session: a distractor scene, label NONE_LABEL
     sensor_size: tuple[int, int] = SENSOR_SIZE
+    #: a session of one distractor scene only (label NONE_LABEL): its kind, or ANY_DISTRACTOR to draw it;
+    #: "" for a normal session of every gesture
+    none_only: str = ""
 
     @property
     def labels(self) -> range:
         """Labels this session records."""
+        if self.none_only:
+            return range(NONE_LABEL, NONE_LABEL + 1)
         return range(N_CLASSES + int(self.with_none))
 
 
@@ -824,7 +831,9 @@ def run_session(job: SessionJob) -> tuple[int, float]:
     start = time.perf_counter()
     recs = [
         recording(job.seed, job.user, job.session, job.lighting, lab, job.duration_s, sensor_size=job.sensor_size,
-                  with_none=job.with_none) for lab in job.labels
+                  with_none=job.with_none or bool(job.none_only),
+                  distractor=None if job.none_only in ("", ANY_DISTRACTOR) else job.none_only)
+        for lab in job.labels
     ]  # fmt: skip
     if job.layout == "tonic":
         for rec in recs:
@@ -853,15 +862,35 @@ def plan_jobs(
     layout: str = "tonic",
     with_none: bool = False,
     sensor_size: tuple[int, int] = SENSOR_SIZE,
+    extra_none: tuple[str, ...] = (),
 ) -> list[SessionJob]:
-    """Sessions of a dataset: train users 1..N, test users N+1..N+M, ``repeats`` lightings each."""
+    """Sessions of a dataset: train users 1..N, test users N+1..N+M, ``repeats`` lightings each.
+
+    ``extra_none``: one more session per *training* user and entry, under a further lighting, holding only a
+    distractor scene of that kind (:data:`DISTRACTORS`, or :data:`ANY_DISTRACTOR` to draw one). The
+    background class gets more scenes without changing any other recording; test users keep one scene a
+    session, so validation figures stay comparable.
+    """
+    check_extra_none(extra_none)
     jobs = []
     for user in range(1, train_users + test_users + 1):
         split = "train" if user <= train_users else "test"
-        for session, lighting in enumerate(session_lightings(user, repeats)):
+        extra = extra_none if split == "train" else ()
+        lightings = session_lightings(user, repeats + len(extra))
+        for session, lighting in enumerate(lightings):
+            kind = extra[session - repeats] if session >= repeats else ""
             jobs.append(SessionJob(seed, split, user, session, lighting, duration_s, str(out), aedat, layout,
-                                   with_none, tuple(sensor_size)))  # type: ignore[arg-type]  # fmt: skip
+                                   with_none, tuple(sensor_size), kind))  # type: ignore[arg-type]  # fmt: skip
     return jobs
+
+
+def check_extra_none(extra_none: tuple[str, ...]) -> None:
+    """Refuse an ``extra_none`` entry that names no distractor kind."""
+    known = (*DISTRACTORS, ANY_DISTRACTOR)
+    for kind in extra_none:
+        if kind not in known:
+            msg = f"extra none scenes: unknown distractor kind {kind!r}; expected one of {', '.join(known)}"
+            raise ValueError(msg)
 
 
 def generate(
@@ -878,6 +907,7 @@ def generate(
     layout: str = "tonic",
     with_none: bool = False,
     sensor_size: tuple[int, int] = SENSOR_SIZE,
+    extra_none: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Write a synthetic dataset under ``out`` in tonic's layout (or the IBM raw release's); returns a summary."""
     from tqdm import tqdm
@@ -887,8 +917,8 @@ def generate(
     if layout not in ("tonic", "ibm"):
         msg = f"layout: expected 'tonic' or 'ibm', found {layout!r}"
         raise ValueError(msg)
-    jobs = plan_jobs(out, train_users, test_users, seed, duration_s, repeats, aedat, layout, with_none, sensor_size)
-    per_session = N_CLASSES + int(with_none)
+    jobs = plan_jobs(out, train_users, test_users, seed, duration_s, repeats, aedat, layout, with_none, sensor_size,
+                     extra_none)  # fmt: skip
     if layout == "tonic":
         tonic_layout.write_markers(out)
     else:
@@ -897,12 +927,12 @@ def generate(
         ibm.write_release(Path(out) / ibm.RELEASE_FOLDER, names)
     start = time.perf_counter()
     total_events, busy_s = 0, 0.0
-    bar = tqdm(total=len(jobs) * per_session, unit="rec", disable=not progress, desc="synth")
+    bar = tqdm(total=sum(len(j.labels) for j in jobs), unit="rec", disable=not progress, desc="synth")
     if workers <= 1:
         for job in jobs:
             n, s = run_session(job)
             total_events, busy_s = total_events + n, busy_s + s
-            bar.update(per_session)
+            bar.update(len(job.labels))
     else:
         import concurrent.futures as cf
         import multiprocessing as mp
@@ -911,15 +941,15 @@ def generate(
         # callers' scripts; they only run numpy/numba code, so forking is safe.
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
-            futures = [pool.submit(run_session, job) for job in jobs]
+            futures = {pool.submit(run_session, job): len(job.labels) for job in jobs}
             for fut in cf.as_completed(futures):
                 n, s = fut.result()
                 total_events, busy_s = total_events + n, busy_s + s
-                bar.update(per_session)
+                bar.update(futures[fut])
     bar.close()
-    n_rec = len(jobs) * per_session
+    n_rec = sum(len(j.labels) for j in jobs)
     if layout == "ibm":
-        n_train = sum(per_session for j in jobs if j.split == "train")
+        n_train = sum(len(j.labels) for j in jobs if j.split == "train")
         return {"recordings": n_rec, "events": total_events, "wall_s": time.perf_counter() - start,
                 "seconds_per_recording_one_core": busy_s / max(n_rec, 1), "layout": "ibm",
                 "train_files": n_train, "test_files": n_rec - n_train}  # fmt: skip
@@ -964,6 +994,10 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--with-none", action="store_true",
                         help=f"also record a distractor scene per session, label {NONE_LABEL} 'none' "
                         f"({', '.join(DISTRACTORS)}): the background class of the bundled model")  # fmt: skip
+    parser.add_argument("--extra-none", default="", metavar="KIND[,KIND...]",
+                        help="per training user, one more session per KIND holding only a distractor scene "
+                        f"of that kind ({', '.join(DISTRACTORS)}, or {ANY_DISTRACTOR} to draw one), e.g. "
+                        "idle,any: more background scenes for the 'none' class (implies --with-none)")  # fmt: skip
     parser.add_argument("--sensor-size", default="128x128", metavar="WxH",
                         help="sensor size (default 128x128); subjects keep their pixel size, so a bigger "
                         "sensor shows more wall around the same person")  # fmt: skip
@@ -977,6 +1011,11 @@ def cli(argv: list[str] | None = None) -> int:
             )
     if args.duration_s <= 0.0:
         parser.error("--duration-s must be > 0")
+    extra_none = tuple(k.strip() for k in args.extra_none.split(",") if k.strip())
+    try:
+        check_extra_none(extra_none)
+    except ValueError as exc:
+        parser.error(f"--extra-none: {exc}")
     try:
         w, h = (int(v) for v in args.sensor_size.lower().split("x"))
         if w < 64 or h < 64:
@@ -986,7 +1025,7 @@ def cli(argv: list[str] | None = None) -> int:
     summary = generate(
         args.out, args.train_users, args.test_users, args.seed, duration_s=args.duration_s,
         repeats=args.repeats, aedat=args.aedat, workers=args.workers, progress=not args.quiet,
-        layout=args.layout, with_none=args.with_none, sensor_size=(w, h),
+        layout=args.layout, with_none=args.with_none or bool(extra_none), sensor_size=(w, h), extra_none=extra_none,
     )  # fmt: skip
     print(
         f"wrote {summary['recordings']} recordings ({summary['events']} events) to {args.out} in "

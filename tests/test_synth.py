@@ -229,3 +229,34 @@ def test_synth_cli_with_none_and_sensor_size(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         s2gesture_main(["synth", "--out", str(out), "--train-users", "1", "--test-users", "0", "--seed", "5",
                         "--sensor-size", "346by260"])  # fmt: skip
+
+
+def test_extra_none_sessions_add_scenes_and_change_nothing_else(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--extra-none idle,any` adds, per training user, two sessions under further lightings holding one
+    distractor scene each (the first of the asked kind); every other file is byte-identical to a plain
+    `--with-none` dataset, test users get none, and an unknown kind is refused with the known ones."""
+    common = ["--train-users", "2", "--test-users", "1", "--seed", "5", "--duration-s", "0.2", "--repeats", "1",
+              "--workers", "2", "--quiet", "--with-none"]  # fmt: skip
+    assert s2gesture_main(["synth", "--out", str(tmp_path / "plain"), *common]) == 0
+    assert s2gesture_main(["synth", "--out", str(tmp_path / "extra"), *common, "--extra-none", "idle,any"]) == 0
+    plain = {p.relative_to(tmp_path / "plain") for p in (tmp_path / "plain").rglob("*.npy")}
+    extra = {p.relative_to(tmp_path / "extra") for p in (tmp_path / "extra").rglob("*.npy")}
+    assert plain < extra and len(extra - plain) == 4
+    for rel in plain:
+        assert (tmp_path / "plain" / rel).read_bytes() == (tmp_path / "extra" / rel).read_bytes()
+    added = sorted(extra - plain)
+    assert all(rel.name == f"{synth.NONE_LABEL}.npy" and "ibmGestureTrain" in rel.parts for rel in added)
+    for user in (1, 2):
+        names = [rel.parent.name for rel in added if rel.parent.name.startswith(f"user{user:02d}_")]
+        assert sorted(names) == sorted(f"user{user:02d}_{lt}" for lt in synth.session_lightings(user, 3)[1:])
+    idle_job = next(j for j in synth.plan_jobs("x", 2, 1, 5, 0.2, 1, False, "tonic", True, extra_none=("idle", "any"))
+                    if j.none_only == "idle")  # fmt: skip
+    rec = synth.recording(5, idle_job.user, idle_job.session, idle_job.lighting, synth.NONE_LABEL, 0.2,
+                          distractor="idle")  # fmt: skip
+    path = tmp_path / "extra" / "DVSGesture" / "ibmGestureTrain" / f"user{idle_job.user:02d}_{idle_job.lighting}"
+    np.testing.assert_array_equal(tonic_layout.load_sample(path / f"{synth.NONE_LABEL}.npy").events, rec.events)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        s2gesture_main(["synth", "--out", str(tmp_path / "bad"), *common, "--extra-none", "idle,nap"])
+    err = capsys.readouterr().err
+    assert "--extra-none" in err and "'nap'" in err and "idle, walk, shake, flicker, clutter, any" in err
