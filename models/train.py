@@ -615,6 +615,8 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     if cfg.window > RUN_TICKS:
         print(f"note: --window {cfg.window} is longer than the chip's {RUN_TICKS}-tick run")
     resolve_device(cfg.device)  # refuse --device cuda without a GPU before any data is read
+    if args.none_weight != 1.0:  # likewise a weight <= 0, or one for a model that --classes says has no "none"
+        none_weighted(args.classes or NONE_LABEL + 1, args.none_weight)
     setup_torch(cfg.seed, cfg.threads)
     spec = PreprocessSpec(sensor_size=(128, 128))
     train, test = load_splits(args, spec, limit=args.limit)

@@ -58,6 +58,18 @@ def test_train_on_a_missing_dataset_says_what_layout_it_expected(tmp_path: Path)
     assert "userNN" in line
 
 
+def test_train_refuses_a_bad_none_weight_before_reading_data(tmp_path: Path) -> None:
+    """`train --none-weight 0`, or a weight with `--classes 11` (no "none" class), is refused before the
+    (here missing) dataset is read: the message names the option, not the data."""
+    (tmp_path / "empty").mkdir()
+    base = ("train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
+    line = one_line_error(run(*base, "--none-weight", "0", cwd=tmp_path), BAD_INPUT, "--none-weight", "> 0")
+    assert "userNN" not in line
+    line = one_line_error(run(*base, "--none-weight", "3", "--classes", "11", cwd=tmp_path), BAD_INPUT,
+                          "--none-weight", "no 'none' class")  # fmt: skip
+    assert "userNN" not in line
+
+
 def test_quantize_refuses_a_nir_file_and_a_corrupt_pt_without_the_unpickler(tmp_path: Path, garbage: Path) -> None:
     """`quantize --model x.nir` says it wants the .pt; a corrupt .pt is named, not unpickled into a traceback."""
     nir_file = tmp_path / "x.nir"
