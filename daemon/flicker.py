@@ -10,7 +10,9 @@ The rule (the idea of the anti-flicker blocks in event sensors, done in software
 
 - the sensor is cut into tiles of :data:`TILE_PX` x :data:`TILE_PX` pixels; for every tile and every
   listed frequency ``f`` the filter keeps, for each of the last :data:`PERIODS` periods of ``f``, the sum
-  of the events' *phase vectors*: an event at time ``t`` has phase ``2 pi f t`` (64 steps), counted as
+  of the events' *phase vectors*: an event at time ``t`` has phase ``2 pi f (t - t0)`` (64 steps; ``t0``
+  the first event the filter saw, so that the answer does not depend on where the camera's clock or a
+  replay put time zero: the daemon and the offline evaluation agree decision for decision), counted as
   ``+(cos, sin)`` for ON and ``-(cos, sin)`` for OFF, so a lamp's ON and OFF events add up, in one
   direction, while a moving edge's events point every way and cancel;
 - a tile is *locked* to ``f`` when, over those periods, it holds at least :data:`MIN_EVENTS` events in at
@@ -100,15 +102,17 @@ class FlickerState:
         self.ring = np.zeros((n_tiles, len(hz), PERIODS, 3), dtype=np.int32)
         self.sums = np.zeros((n_tiles, len(hz), 5), dtype=np.int64)
         self.sums[:, :, _LAST] = np.iinfo(np.int64).min // 2
+        # [t0, set]: the time origin of every phase, taken from the first event judged
+        self.origin = np.zeros(2, dtype=np.int64)
 
     def arrays(self) -> tuple[Any, ...]:
         """What the compiled kernels take: pass to :func:`flicker_drop`."""
-        return self.hz, self.tiles_x, self.ring, self.sums
+        return self.hz, self.tiles_x, self.ring, self.sums, self.origin
 
 
 #: the kernels' arguments where the filter is off: with None numba compiles a version without the filter's
 #: branch (an empty state cost the plain path 12-15 % per 5 ms packet)
-OFF: tuple[Any, ...] = (None, 0, None, None)
+OFF: tuple[Any, ...] = (None, 0, None, None, None)
 
 
 def kernel_arrays(sensor_size: tuple[int, int], hz: tuple[int, ...]) -> tuple[Any, ...]:
@@ -117,12 +121,18 @@ def kernel_arrays(sensor_size: tuple[int, int], hz: tuple[int, ...]) -> tuple[An
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def flicker_drop(hz: Any, tiles_x: Any, ring: Any, sums: Any, x: Any, y: Any, on: Any, t: Any) -> bool:
-    """Judge one event (True: the lamp's), then count it. ``x, y`` must be on the sensor, ``t`` in order."""
+def flicker_drop(
+    hz: Any, tiles_x: Any, ring: Any, sums: Any, origin: Any, x: Any, y: Any, on: Any, t_abs: Any
+) -> bool:
+    """Judge one event (True: the lamp's), then count it. ``x, y`` must be on the sensor, ``t_abs`` in order."""
+    if origin[1] == 0:
+        origin[0] = t_abs
+        origin[1] = 1
+    t = t_abs - origin[0]
     tile = (y // TILE_PX) * tiles_x + x // TILE_PX
     sign = 1 if on else -1
     drop = False
-    # whole seconds apart, so that epoch timestamps (1.7e15 µs) times f cannot overflow
+    # whole seconds apart, so that days of stream (8.6e10 µs) times f stay far inside int64
     sec = t // 1_000_000
     usec = t - sec * 1_000_000
     for f in range(hz.shape[0]):
@@ -171,9 +181,9 @@ def flicker_drop(hz: Any, tiles_x: Any, ring: Any, sums: Any, x: Any, y: Any, on
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _mask(x: Any, y: Any, p: Any, t: Any, hz: Any, tiles_x: int, ring: Any, sums: Any, keep: Any) -> None:
+def _mask(x: Any, y: Any, p: Any, t: Any, hz: Any, tiles_x: int, ring: Any, sums: Any, origin: Any, keep: Any) -> None:
     for i in range(x.shape[0]):
-        keep[i] = not flicker_drop(hz, tiles_x, ring, sums, np.int64(x[i]), np.int64(y[i]), p[i], np.int64(t[i]))
+        keep[i] = not flicker_drop(hz, tiles_x, ring, sums, origin, np.int64(x[i]), np.int64(y[i]), p[i], np.int64(t[i]))
 
 
 def flicker_mask(events: Any, sensor_size: tuple[int, int], hz: tuple[int, ...] = DEFAULT_HZ) -> npt.NDArray[np.bool_]:
@@ -190,6 +200,6 @@ def flicker_mask(events: Any, sensor_size: tuple[int, int], hz: tuple[int, ...] 
     keep = np.ones(x.shape[0], dtype=np.bool_)
     hz = check_hz(hz, "flicker_mask")
     if hz:
-        hz_arr, tiles_x, ring, sums = FlickerState(sensor_size, hz).arrays()
-        _mask(x, y, events["p"], t, hz_arr, tiles_x, ring, sums, keep)
+        hz_arr, tiles_x, ring, sums, origin = FlickerState(sensor_size, hz).arrays()
+        _mask(x, y, events["p"], t, hz_arr, tiles_x, ring, sums, origin, keep)
     return keep

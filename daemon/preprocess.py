@@ -319,6 +319,7 @@ def _kernel(
     fl_tiles_x: int,
     fl_ring: Any,
     fl_sums: Any,
+    fl_origin: Any,
 ) -> tuple[int, int, int]:
     """Drop flicker, denoise, map and bin events into ``frames`` (tick index minus ``k_offset``); returns (status, index, t_last)."""
     height, width = memory.shape
@@ -333,7 +334,7 @@ def _kernel(
         t_prev = ti
         # a compile-time branch (numba prunes a lone "is not None" test): None compiles a kernel without it
         if fl_hz is not None:  # noqa: SIM102
-            if flicker.flicker_drop(fl_hz, fl_tiles_x, fl_ring, fl_sums, xi, yi, p[i], ti):
+            if flicker.flicker_drop(fl_hz, fl_tiles_x, fl_ring, fl_sums, fl_origin, xi, yi, p[i], ti):
                 continue
         if denoise_us > 0:
             memory[yi, xi] = ti + denoise_us
@@ -544,7 +545,7 @@ def _drain(st: Any, ring: Any, out: Any, n_ready: int) -> int:
 @njit(cache=True, nogil=True, boundscheck=False)
 def _stream_push(
     ev: Any, st: Any, memory: Any, xmap: Any, ymap_row: Any, ring: Any,
-    fl_hz: Any, fl_tiles_x: int, fl_ring: Any, fl_sums: Any,
+    fl_hz: Any, fl_tiles_x: int, fl_ring: Any, fl_sums: Any, fl_origin: Any,
 ) -> tuple[int, int, int, Any]:  # fmt: skip
     """One packet: check it, denoise/map/bin into the tick ring, hand out the completed ticks.
 
@@ -605,7 +606,7 @@ def _stream_push(
             yi = np.int64(r["y"])
             ti = np.int64(r["t"])
             if fl_hz is not None:  # noqa: SIM102  (a compile-time branch, as in _kernel)
-                if flicker.flicker_drop(fl_hz, fl_tiles_x, fl_ring, fl_sums, xi, yi, r["p"], ti):
+                if flicker.flicker_drop(fl_hz, fl_tiles_x, fl_ring, fl_sums, fl_origin, xi, yi, r["p"], ti):
                     st[_N_FLICKER] += 1
                     continue
             if denoise_us > 0:
