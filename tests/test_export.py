@@ -188,6 +188,7 @@ def test_shipped_pretrained_model_is_a_valid_int8_p_snn() -> None:
     trained = card.training["config"]
     assert trained["semantics"] == "chip" and trained["epochs"] == recipe.CHIP_EPOCHS
     assert trained["class_weight"][card.none_index] == recipe.NONE_WEIGHT
+    assert card.training["data"]["extra_none"] == list(recipe.EXTRA_NONE)
     assert card.metrics["heldout"]["users"] >= 20
     for name in ("conv1", "conv2", "conv3", "fc1", "fc2"):
         w = np.asarray(model.graph.nodes[name].weight)
