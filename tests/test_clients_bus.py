@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,15 +29,15 @@ def _bind(ctx: zmq.Context, kind: int) -> tuple[zmq.Socket, str]:
     return sock, sock.getsockopt(zmq.LAST_ENDPOINT).decode()
 
 
-def _free_endpoint(ctx: zmq.Context) -> str:
-    sock, endpoint = _bind(ctx, zmq.PULL)
-    sock.close()
-    return endpoint
+def _unserved_endpoint(tmp_path: Path) -> str:
+    # an ipc path nobody binds: a TCP port bound and closed for the purpose can still accept for a moment
+    # (zmq closes sockets in its I/O thread) or be taken by another process, and a sender would then connect
+    return f"ipc://{tmp_path}/nobody"
 
 
-def test_lossless_sender_waits_for_a_pull_peer_and_loses_nothing(ctx: zmq.Context) -> None:
+def test_lossless_sender_waits_for_a_pull_peer_and_loses_nothing(ctx: zmq.Context, tmp_path: Path) -> None:
     """PUSH with IMMEDIATE is ready only once a PULL is there; a slow reader blocks the sender instead of losing."""
-    endpoint = _free_endpoint(ctx)
+    endpoint = _unserved_endpoint(tmp_path)
     sender = bus.EventSender(ctx, endpoint, lossless=True, stall_timeout_s=5)
     with pytest.raises(bus.NoDaemonError, match="lossless"):
         sender.wait_ready(0.2)
@@ -108,9 +109,9 @@ def test_wait_for_status_takes_the_heartbeat_and_passes_other_messages_on(ctx: z
     sub.close()
 
 
-def test_status_exits_1_quickly_when_no_daemon_answers(ctx: zmq.Context, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_exits_1_quickly_when_no_daemon_answers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`s2gesture status` on an endpoint nobody serves exits 1 after --timeout and says what to check."""
-    endpoint = _free_endpoint(ctx)
+    endpoint = _unserved_endpoint(tmp_path)
     started = time.monotonic()
     assert status.cli(["--output", endpoint, "--timeout", "0.3"]) == 1
     assert time.monotonic() - started < 3
