@@ -831,7 +831,7 @@ def run_session(job: SessionJob) -> tuple[int, float]:
     start = time.perf_counter()
     recs = [
         recording(job.seed, job.user, job.session, job.lighting, lab, job.duration_s, sensor_size=job.sensor_size,
-                  with_none=job.with_none or bool(job.none_only),
+                  with_none=job.with_none,  # a none-only session's one label is NONE_LABEL: recording() counts it
                   distractor=None if job.none_only in ("", ANY_DISTRACTOR) else job.none_only)
         for lab in job.labels
     ]  # fmt: skip
