@@ -2,7 +2,9 @@
 
 Baseline (measured in the same run): the textbook snnTorch loop, ``snntorch.Leaky`` modules stepped through
 the whole network one tick at a time. Ours (:class:`s2gesture.models.network.PSNN`): each projection applied
-to all ticks at once, only the LIF layers loop over time; in snnTorch semantics and in chip semantics.
+to all ticks at once, only the LIF layers loop over time; in snnTorch semantics and in chip semantics, with
+the LIF layers as autograd operations (the previous way) and in the compiled kernel with channels-last
+convolutions (``s2gesture.models.semantics.FAST_CPU_PATH``, the default).
 Both run forward + backward on the same batch of binary spikes, one torch thread (the machine is shared).
 Also reported: time per epoch of the pretrained recipe's runs (from their metrics.json when present).
 
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     """Measure, print, write the markdown section."""
     import torch
 
+    from s2gesture.models import semantics
     from s2gesture.models.network import PSNN
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -92,11 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.from_numpy((rng.random((args.ticks, args.batch, 2, 32, 32)) < 0.006).astype(np.float32))
     ours = PSNN()
     base = _baseline_net()
-    rows = {
-        "snnTorch per-tick loop (baseline)": _time_step(base, x, args.repeats),
-        "P-SNN layer-wise, snnTorch semantics": _time_step(lambda v: ours(v, "snntorch"), x, args.repeats),
-        "P-SNN layer-wise, chip semantics": _time_step(lambda v: ours(v, "chip"), x, args.repeats),
-    }
+    rows = {"snnTorch per-tick loop (baseline)": _time_step(base, x, args.repeats)}
+    for fast, how in ((False, "LIF as autograd ops"), (True, "compiled LIF, channels-last convolutions")):
+        semantics.FAST_CPU_PATH = fast
+        for sem in ("snntorch", "chip"):
+            rows[f"P-SNN layer-wise, {how}, {sem} semantics"] = _time_step(
+                lambda v, sem=sem: ours(v, sem), x, args.repeats
+            )
+    semantics.FAST_CPU_PATH = True
     ref = rows["snnTorch per-tick loop (baseline)"]
     lines = [
         "## Training (model toolkit)",
