@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         "## Training (model toolkit)",
         "",
         f"Forward + backward of one batch ({args.batch} windows x {args.ticks} ticks of 2x32x32 spikes, 0.6 % "
-        f"density), 1 torch thread, median of {args.repeats}; the baseline is measured in the same run.",
+        f"density), 1 torch thread, median of {args.repeats}; the baseline is measured in the same run. Load "
+        f"average of the shared 2-core machine when the run ended: {os.getloadavg()[0]:.1f}.",
         "",
         "| step | s per batch | speed-up vs baseline |",
         "|---|---|---|",
