@@ -16,7 +16,8 @@ gradient is snnTorch's own fast sigmoid; ``tests/test_network.py`` checks :func:
 
 On the CPU :func:`lif_run` steps the neurons in a compiled kernel (numba) with a hand-written backward pass
 instead of one autograd node per operation and tick: the same float32 operations in the same order, so the
-same spikes, and about 10x faster per layer (``benchmarks/bench_training.py``). The autograd loop
+same spikes; with channels-last convolutions a training step is about 2x faster (measured beside the autograd
+loop in one run: ``benchmarks/results/training.md``). The autograd loop
 (:func:`lif_run_autograd`) stays as the reference the tests compare it with and as the path for a GPU.
 """
 
