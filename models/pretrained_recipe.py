@@ -12,15 +12,21 @@ shipped artifacts to ``--dest`` (default ``models/pretrained``):
 2. float P-SNN in snnTorch semantics (``EPOCHS`` epochs of random windows of ``WINDOW_MIN``-``WINDOW``
    ticks, mirrored, shifted, zoomed, thinned and densified: ``AUGMENT``);
 3. the same network fine-tuned in chip semantics (``CHIP_EPOCHS`` epochs from the float weights), with the
-   "none" class's loss weighing ``NONE_WEIGHT`` (a gesture answered for a distractor costs more), then
-   ``CHIP2_EPOCHS`` more from those weights with the learning rate's schedule restarted (a warm restart), on
-   ``CHIP2_TRAIN_USERS`` training users (None: the same data);
+   "none" class's loss weighing ``NONE_WEIGHT`` (a gesture answered for a distractor costs more), then the
+   ``WARM_RESTARTS`` in turn: each trains on from the previous stage's weights with the learning rate's
+   schedule restarted, for its epochs, on its own dataset of that many training users (None: the first's);
 4. PTQ (p = 100, 99.9, 99) and QAT (Brevitas, ``QAT_EPOCHS``, ``NONE_WEIGHT`` as in step 3) of the float
    model; QAT of the chip-semantics model (in chip semantics);
 5. evaluation of all of them side by side (emulator with the daemon's chunking), report + figures;
 6. the shipped model ``psnn_int8.nir`` (and ``psnn_float.pt``, its float weights): the chip-semantics QAT model, chosen by design before any test
    result (it is the one trained for the arithmetic it runs in), with the evaluation in its card and in
    ``psnn_int8.report.json``.
+
+``--continue-from models/pretrained`` trains only the warm restarts a shipped model has not had yet (its
+card's ``training.stages`` must be the start of this recipe's): it starts from that folder's
+``psnn_float.pt``, so adding a stage to ``WARM_RESTARTS`` costs that stage, not the whole recipe. Its report
+compares the new stage's float weights (chip semantics) with its int8 model; the PTQ comparison of the float
+stage stays in the earlier run's report.
 """
 
 from __future__ import annotations
@@ -56,14 +62,14 @@ CHIP_EPOCHS = 16
 # measured on validation users and distractors (seeds 2027 / 2029) against 1 with the same 16 chip epochs:
 # false gesture decisions per 10 min of distractors 63 -> 26 (idle people 30 -> 8), accuracy 80.2 -> 78.6 %
 NONE_WEIGHT = 3.0
-# the second chip-semantics stage (a warm restart from the first one's weights, same settings otherwise);
-# CHIP2_TRAIN_USERS: its own dataset of that many training users (the same seed, so users 1-32 are the first
-# dataset's, and its validation users are new), or None for the same data. Measured on validation users and
-# distractors (seeds 2027 / 2029), against the first stage alone (76.5 %, 13 false gesture decisions per 10
-# min): 10 epochs on 96 users 75.2 %, 7 false; 30 epochs on the same 32 users 76.1 %, 15 false (training
-# accuracy rose from 66 to 69 % but new users gained nothing: more users, not more epochs)
-CHIP2_EPOCHS = 10
-CHIP2_TRAIN_USERS: int | None = 96
+# the chip-semantics stages after the first, named chip2, chip3, ...: (epochs, training users) each, a warm
+# restart from the previous stage's weights with the same settings otherwise. The users are a dataset of its own
+# (the same seed, so its first 32 users are the first dataset's, and its validation users are new); None: the
+# first dataset. Measured on validation users and distractors (seeds 2027 / 2029), chip2 against the first stage
+# alone (76.5 %, 13 false gesture decisions per 10 min): 10 epochs on 96 users 75.2 %, 7 false; 30 epochs on the
+# same 32 users 76.1 %, 15 false (training accuracy rose from 66 to 69 % but new users gained nothing: more
+# users, not more epochs)
+WARM_RESTARTS: tuple[tuple[int, int | None], ...] = ((10, 96),)
 QAT_EPOCHS = 2
 WINDOW = 300
 WINDOW_MIN = 150  # short windows too, for fast decisions (measured: 80-tick windows underfit, 50 % at epoch 13)
@@ -149,8 +155,60 @@ def quantize_stage(
     return time.perf_counter() - t0
 
 
-def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None) -> dict[str, Any]:
-    """Every step of the recipe; returns the evaluation report."""
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One training stage of the recipe, as the shipped card's ``training.stages`` records it."""
+
+    name: str
+    semantics: str
+    epochs: int
+    train_users: int
+    own_data: bool = False  # a warm restart with a dataset of its own (work/data_<name>)
+
+    def record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "semantics": self.semantics, "epochs": self.epochs,
+                               "train_users": self.train_users}  # fmt: skip
+        return out | ({"warm_restart": True} if self.name not in ("float", "chip") else {})
+
+
+def stages(quick: bool = False) -> list[Stage]:
+    """Every training stage in order: float, chip, then one per ``WARM_RESTARTS`` entry (chip2, chip3, ...)."""
+    users = 3 if quick else TRAIN_USERS
+    out = [Stage("float", "snntorch", 1 if quick else EPOCHS, users),
+           Stage("chip", "chip", 1 if quick else CHIP_EPOCHS, users)]  # fmt: skip
+    for i, (epochs, restart_users) in enumerate(WARM_RESTARTS):
+        own = restart_users if not quick else (4 + i if restart_users else None)
+        out.append(Stage(f"chip{i + 2}", "chip", 1 if quick else epochs, own or users, own_data=own is not None))
+    return out
+
+
+def done_stages(folder: Path, quick: bool = False) -> int:
+    """How many of :func:`stages` the model shipped in ``folder`` has had (its card's ``training.stages``).
+
+    Raises ValueError when they are not the start of this recipe's stages (another recipe's model, or changed
+    settings): continuing it would record stages it never had.
+    """
+    from s2gesture.daemon.card import read_model
+
+    missing = [name for name in ("psnn_int8.nir", "psnn_float.pt") if not (folder / name).is_file()]
+    if missing:
+        msg = (f"--continue-from {folder}: expected psnn_int8.nir and psnn_float.pt (a folder this recipe "
+               f"shipped, such as models/pretrained), found no {' or '.join(missing)}")  # fmt: skip
+        raise ValueError(msg)
+    card = read_model(folder / "psnn_int8.nir").card
+    had = [(st.get("name"), st.get("epochs"), st.get("train_users")) for st in card.training.get("stages", [])]
+    ours = [(st.name, st.epochs, st.train_users) for st in stages(quick)]
+    if not had or had != ours[: len(had)]:
+        msg = (f"--continue-from {folder}: its card's training stages (name, epochs, users) are {had}, expected "
+               f"the start of this recipe's {ours}; continue a model this recipe made, or run the whole recipe")  # fmt: skip
+        raise ValueError(msg)
+    return len(had)
+
+
+def run(
+    work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None, continue_from: Path | None = None,
+) -> dict[str, Any]:
+    """Every step of the recipe (with ``continue_from``: only the stages that model lacks); returns the report."""
     from s2gesture.daemon.card import CLASSES_WITH_NONE, GESTURE_CLASSES
     from s2gesture.daemon.preprocess import PreprocessSpec
 
@@ -161,79 +219,85 @@ def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None
     from .train import RUN_TICKS, TrainConfig, load_model_file, none_weighted, setup_torch
 
     t_start = time.perf_counter()
-    data = work / "data"
-    scale = dict(train_users=3, test_users=2, repeats=1, epochs=1, chip_epochs=1, qat_epochs=1,
-                 chip2_epochs=1 if CHIP2_EPOCHS else 0, chip2_train_users=4 if CHIP2_TRAIN_USERS else None,
-                 ) if quick else dict(
-        train_users=TRAIN_USERS, test_users=TEST_USERS, repeats=REPEATS, epochs=EPOCHS, chip_epochs=CHIP_EPOCHS,
-        qat_epochs=QAT_EPOCHS, chip2_epochs=CHIP2_EPOCHS, chip2_train_users=CHIP2_TRAIN_USERS,
-    )  # fmt: skip
-    if _step("synthetic data", (data / "DVSGesture").is_dir()):
-        synth.generate(data, scale["train_users"], scale["test_users"], DATA_SEED, duration_s=DURATION_S,
-                       repeats=scale["repeats"], workers=2, progress=False, with_none=WITH_NONE,
-                       extra_none=EXTRA_NONE if WITH_NONE else ())  # fmt: skip
+    plan = stages(quick)
+    n_done = 0 if continue_from is None else done_stages(continue_from, quick)
+    if n_done == len(plan):
+        msg = (f"--continue-from {continue_from}: that model has every stage of this recipe already "
+               f"({', '.join(st.name for st in plan)}); add a warm restart to WARM_RESTARTS first")  # fmt: skip
+        raise ValueError(msg)
+    test_users, repeats = (2, 1) if quick else (TEST_USERS, REPEATS)
     spec = PreprocessSpec(sensor_size=(128, 128))
-    train = load_split(data, "train", spec)
-    test = load_split(data, "test", spec)
-    setup_torch(SEED, 2)
-    cfg = TrainConfig(epochs=scale["epochs"], batch_size=BATCH, lr=LR, window=WINDOW, window_min=WINDOW_MIN,
-                      seed=SEED, **AUGMENT)  # fmt: skip
     n_classes = len(CLASSES_WITH_NONE) if WITH_NONE else len(GESTURE_CLASSES)
     none_weight = none_weighted(n_classes, NONE_WEIGHT) if WITH_NONE else ()
-    quant_cfg = dataclasses.replace(cfg, class_weight=none_weight)  # QAT's base settings (quantize_stage)
     classes = CLASSES_WITH_NONE if WITH_NONE else GESTURE_CLASSES
     timings: dict[str, float] = {}
 
+    loaded: dict[Path, tuple[Any, Any]] = {}
+
+    def dataset(folder: Path, train_users: int) -> tuple[Any, Any]:
+        if folder in loaded:
+            return loaded[folder]
+        if _step(f"synthetic data ({train_users} training users) in {folder}", (folder / "DVSGesture").is_dir()):
+            synth.generate(folder, train_users, test_users, DATA_SEED, duration_s=DURATION_S, repeats=repeats,
+                           workers=2, progress=False, with_none=WITH_NONE,
+                           extra_none=EXTRA_NONE if WITH_NONE else ())  # fmt: skip
+        loaded[folder] = load_split(folder, "train", spec), load_split(folder, "test", spec)
+        return loaded[folder]
+
+    first_data = work / "data"
+    setup_torch(SEED, 2)
+    cfg = TrainConfig(epochs=plan[0].epochs, batch_size=BATCH, lr=LR, window=WINDOW, window_min=WINDOW_MIN,
+                      seed=SEED, **AUGMENT)  # fmt: skip
+    quant_cfg = dataclasses.replace(cfg, class_weight=none_weight)  # QAT's base settings (quantize_stage)
+
     float_dir = work / "float"
-    if _step("train float (snnTorch semantics)", (float_dir / "model.pt").is_file()):
+    if n_done == 0 and _step("train float (snnTorch semantics)", (float_dir / "model.pt").is_file()):
         t0 = time.perf_counter()
-        train_stage(float_dir, train, test, cfg, spec, n_classes=n_classes, tau_ticks=TAU_TICKS)
+        train_stage(float_dir, *dataset(first_data, plan[0].train_users), cfg, spec, n_classes=n_classes, tau_ticks=TAU_TICKS)
         timings["train_float_s"] = time.perf_counter() - t0
-    float_model, float_blob = load_model_file(float_dir / "model.pt")
-
-    chip_dir = work / "chip"
-    if _step("fine-tune in chip semantics", (chip_dir / "model.pt").is_file()):
-        t0 = time.perf_counter()
-        chip_cfg = TrainConfig(epochs=scale["chip_epochs"], batch_size=BATCH, lr=LR / 3, window=WINDOW,
-                               window_min=WINDOW_MIN, seed=SEED + 1, semantics="chip", class_weight=none_weight,
-                               **AUGMENT)  # fmt: skip
-        train_stage(chip_dir, train, test, chip_cfg, spec, init=float_dir / "model.pt")
-        timings["train_chip_s"] = time.perf_counter() - t0
-    # the second chip stage, the QAT of the shipped model and the evaluation use the second stage's data (its
-    # validation users are in no model's training data); the float model's quantizations use the first's
-    train2, test2 = train, test
-    if scale["chip2_epochs"]:
-        if scale["chip2_train_users"] is not None:
-            data2 = work / "data_chip2"
-            if _step(f"synthetic data for the second chip stage ({scale['chip2_train_users']} users)",
-                     (data2 / "DVSGesture").is_dir()):  # fmt: skip
-                synth.generate(data2, scale["chip2_train_users"], scale["test_users"], DATA_SEED,
-                               duration_s=DURATION_S, repeats=scale["repeats"], workers=2, progress=False,
-                               with_none=WITH_NONE, extra_none=EXTRA_NONE if WITH_NONE else ())  # fmt: skip
-            train2, test2 = load_split(data2, "train", spec), load_split(data2, "test", spec)
-        chip_init, chip_dir = chip_dir, work / "chip2"
-        if _step("continue in chip semantics (warm restart)", (chip_dir / "model.pt").is_file()):
+    # chip (seed SEED + 1), then each warm restart (seeds SEED + 3, SEED + 4, ...; SEED + 2 is QAT's) on its
+    # data; the QAT of the shipped model and the evaluation use the last stage's data (its validation users are
+    # in no model's training data); the float model's quantizations use the first stage's
+    prev = float_dir / "model.pt" if n_done == 0 else continue_from / "psnn_float.pt"
+    stage_dir = float_dir
+    for i, st in enumerate(plan[1:], start=1):
+        stage_dir = work / st.name
+        if i < n_done:
+            continue
+        train, test = dataset(work / f"data_{st.name}" if st.own_data else first_data, st.train_users)
+        label = "fine-tune in chip semantics" if st.name == "chip" else f"{st.name}: continue in chip semantics (warm restart)"
+        if _step(label, (stage_dir / "model.pt").is_file()):
             t0 = time.perf_counter()
-            chip2_cfg = TrainConfig(epochs=scale["chip2_epochs"], batch_size=BATCH, lr=LR / 3, window=WINDOW,
-                                    window_min=WINDOW_MIN, seed=SEED + 3, semantics="chip",
-                                    class_weight=none_weight, **AUGMENT)  # fmt: skip
-            train_stage(chip_dir, train2, test2, chip2_cfg, spec, init=chip_init / "model.pt")
-            timings["train_chip2_s"] = time.perf_counter() - t0
+            stage_cfg = TrainConfig(epochs=st.epochs, batch_size=BATCH, lr=LR / 3, window=WINDOW,
+                                    window_min=WINDOW_MIN, seed=SEED + 1 if i == 1 else SEED + i + 1,
+                                    semantics="chip", class_weight=none_weight, **AUGMENT)  # fmt: skip
+            train_stage(stage_dir, train, test, stage_cfg, spec, init=prev)
+            timings[f"train_{st.name}_s"] = time.perf_counter() - t0
+        prev = stage_dir / "model.pt"
+    chip_dir = stage_dir
     chip_model, chip_blob = load_model_file(chip_dir / "model.pt")
+    last = plan[-1]
+    train2, test2 = dataset(work / f"data_{last.name}" if last.own_data else first_data, last.train_users)
 
-    qdir = work / "int8"
-    jobs: dict[str, Any] = {
-        "ptq100": (float_model, float_blob, "ptq", 100.0),
-        "ptq99.9": (float_model, float_blob, "ptq", 99.9),
-        "ptq99": (float_model, float_blob, "ptq", 99.0),
-        "qat": (float_model, float_blob, "qat", None),
-        "qat-chip": (chip_model, chip_blob, "qat", None),
-    }
+    # a continued run quantizes and reports in folders of its own: a full run's int8/ and report/ in the same
+    # work folder hold another model's results, which the skip-if-done steps would take for this one's
+    suffix = "" if n_done == 0 else f"_{last.name}"
+    qdir = work / f"int8{suffix}"
+    jobs: dict[str, Any] = {"qat-chip": (chip_model, chip_blob, "qat", None)}
+    float_model = chip_model
+    if n_done == 0:
+        float_model, float_blob = load_model_file(float_dir / "model.pt")
+        jobs = {
+            "ptq100": (float_model, float_blob, "ptq", 100.0),
+            "ptq99.9": (float_model, float_blob, "ptq", 99.9),
+            "ptq99": (float_model, float_blob, "ptq", 99.0),
+            "qat": (float_model, float_blob, "qat", None),
+        } | jobs
     for name in jobs:
         if _step(f"quantize {name}", (qdir / f"{name}.pt").is_file()):
-            tr, te = (train2, test2) if name == SHIPPED else (train, test)
+            tr, te = (train2, test2) if name == SHIPPED else dataset(first_data, plan[0].train_users)
             timings[f"quantize_{name}_s"] = quantize_stage(qdir, name, jobs[name], tr, te, quant_cfg,
-                                                           qat_epochs=scale["qat_epochs"])  # fmt: skip
+                                                           qat_epochs=1 if quick else QAT_EPOCHS)  # fmt: skip
 
     variants = []
     for name in jobs:
@@ -243,13 +307,17 @@ def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None
         variants.append(
             Variant(name, qm, to_nir_graph(qm), card, blob.get("semantics", "snntorch"), blob["quantization"])
         )
-    report_dir = work / "report"
+    report_dir = work / f"report{suffix}"
     if _step("evaluate", (report_dir / "report.json").is_file()):
         t0 = time.perf_counter()
         report = evaluate(float_model, variants, test2, seeds=(0, 1, 2), window=RUN_TICKS,
-                          ablate_variants=("ptq100", "qat-chip"))  # fmt: skip
+                          float_semantics="snntorch" if n_done == 0 else "chip",
+                          ablate_variants=("ptq100", SHIPPED) if n_done == 0 else (SHIPPED,))  # fmt: skip
         report["float_chip_finetuned"] = _chip_float_rows(chip_model, test2)
-        report["float_training"] = json.loads((float_dir / "metrics.json").read_text())
+        if n_done == 0:
+            report["float_training"] = json.loads((float_dir / "metrics.json").read_text())
+        else:
+            report["continued_from"] = {"model": str(continue_from), "stages": [st.name for st in plan[:n_done]]}
         report["chip_training"] = json.loads((chip_dir / "metrics.json").read_text())
         report["timings"] = timings | {"evaluate_s": time.perf_counter() - t0}
         write_report(report, report_dir, classes)
@@ -278,14 +346,13 @@ def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None
     training["recipe"] = "python -m s2gesture.models.pretrained_recipe"
     training["environment"] = environment_record()
     training["float_checkpoint"] = "psnn_float.pt (the chip-semantics float model the int8 model was quantized from)"
-    training["data"] = {"generator": "s2gesture synth", "seed": DATA_SEED, "train_users": scale["train_users"],
-                        "test_users": scale["test_users"], "repeats": scale["repeats"], "duration_s": DURATION_S,
+    training["data"] = {"generator": "s2gesture synth", "seed": DATA_SEED, "train_users": plan[0].train_users,
+                        "test_users": test_users, "repeats": repeats, "duration_s": DURATION_S,
                         "extra_none": list(EXTRA_NONE) if WITH_NONE else []}  # fmt: skip
-    training["stages"] = [
-        {"name": "float", "semantics": "snntorch", "epochs": scale["epochs"], "train_users": scale["train_users"]},
-        {"name": "chip", "semantics": "chip", "epochs": scale["chip_epochs"], "train_users": scale["train_users"]},
-    ] + ([{"name": "chip2", "semantics": "chip", "epochs": scale["chip2_epochs"], "warm_restart": True,
-           "train_users": scale["chip2_train_users"] or scale["train_users"]}] if scale["chip2_epochs"] else [])  # fmt: skip
+    training["stages"] = [st.record() for st in plan]
+    if continue_from is not None:
+        training["continued_from"] = {"stages": [st.name for st in plan[:n_done]],
+                                      "recipe": f"... --continue-from {continue_from}"}  # fmt: skip
     card = make_card("psnn-int8-synthetic", sblob["quantization"], semantics=sblob.get("semantics", "chip"),
                      training=training, metrics=metrics, latency_ticks=shipped.model.n_projections,
                      classes=classes, input_spec=SHIPPED_INPUT, tau_ticks=shipped.model.cfg.tau_ticks)  # fmt: skip
@@ -295,15 +362,20 @@ def run(work: Path, dest: Path, *, quick: bool = False, docs: Path | None = None
     )
     for png in ("accuracy.png", "confusion.png"):
         shutil.copy(report_dir / png, dest / png)
-    shutil.copy(float_dir / "curve.png", dest / "training_curve.png")
+    # the float stage's curve; a continued model keeps the one it came with
+    curve = float_dir / "curve.png" if n_done == 0 else continue_from / "training_curve.png"
+    if curve.is_file() and curve.resolve() != (dest / "training_curve.png").resolve():
+        shutil.copy(curve, dest / "training_curve.png")
     # the float weights the int8 model came from, so `s2gesture finetune` and a re-quantization start here
     shutil.copy(chip_dir / "model.pt", dest / "psnn_float.pt")
     if docs is not None:
         docs.mkdir(parents=True, exist_ok=True)
+        # a continued run's report has the shipped model's rows only: the full comparison stays in the docs
         for png in ("accuracy.png", "confusion.png"):
-            shutil.copy(report_dir / png, docs / f"evaluation_{png}")
-        shutil.copy(float_dir / "curve.png", docs / "evaluation_training_curve.png")
-        (docs / "evaluation_report.md").write_text((report_dir / "report.md").read_text())
+            shutil.copy(report_dir / png, docs / f"evaluation{suffix}_{png}")
+        if n_done == 0:
+            shutil.copy(float_dir / "curve.png", docs / "evaluation_training_curve.png")
+        (docs / f"evaluation_report{suffix}.md").write_text((report_dir / "report.md").read_text())
     print(
         f"[{time.strftime('%H:%M:%S')}] done in {time.perf_counter() - t_start:.0f} s; shipped {dest / 'psnn_int8.nir'}"
     )
@@ -357,12 +429,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs", default=str(repo_docs) if repo_docs.is_dir() else None,
                    help="also copy the figures and the generated report here (default: the repository's docs/)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (minutes; not the shipped model)")
+    p.add_argument("--continue-from", default=None, metavar="FOLDER",
+                   help="a folder this recipe shipped (e.g. models/pretrained): train only the warm restarts its "
+                   "model has not had, from its psnn_float.pt")  # fmt: skip
     args = p.parse_args(argv)
     work = Path(args.work)
     shipped_dir = Path(__file__).parent / "pretrained"
     dest = Path(args.dest) if args.dest else (work / "pretrained" if args.quick else shipped_dir)
     docs = Path(args.docs) if args.docs and not args.quick else None
-    run(work, dest, quick=args.quick, docs=docs)
+    try:
+        run(work, dest, quick=args.quick, docs=docs,
+            continue_from=Path(args.continue_from) if args.continue_from else None)  # fmt: skip
+    except ValueError as exc:
+        p.error(str(exc))
     return 0
 
 

@@ -186,13 +186,13 @@ def test_shipped_pretrained_model_is_a_valid_int8_p_snn() -> None:
     from s2gesture.models import pretrained_recipe as recipe
 
     trained = card.training["config"]  # the last stage's
-    assert trained["semantics"] == "chip" and trained["epochs"] == (recipe.CHIP2_EPOCHS or recipe.CHIP_EPOCHS)
+    assert trained["semantics"] == "chip" and trained["epochs"] == recipe.stages()[-1].epochs
     assert trained["class_weight"][card.none_index] == recipe.NONE_WEIGHT
     assert card.training["data"]["extra_none"] == list(recipe.EXTRA_NONE)
     stages = [(st["name"], st["epochs"], st["train_users"]) for st in card.training["stages"]]
     expected = [("float", recipe.EPOCHS, recipe.TRAIN_USERS), ("chip", recipe.CHIP_EPOCHS, recipe.TRAIN_USERS)]
-    if recipe.CHIP2_EPOCHS:
-        expected.append(("chip2", recipe.CHIP2_EPOCHS, recipe.CHIP2_TRAIN_USERS or recipe.TRAIN_USERS))
+    for i, (epochs, users) in enumerate(recipe.WARM_RESTARTS):
+        expected.append((f"chip{i + 2}", epochs, users or recipe.TRAIN_USERS))
     assert stages == expected
     assert card.metrics["heldout"]["users"] >= 20
     for name in ("conv1", "conv2", "conv3", "fc1", "fc2"):
