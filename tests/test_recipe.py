@@ -86,7 +86,7 @@ def test_quick_recipe_then_one_warm_restart_continued_from_what_it_shipped(
     assert card.training["continued_from"]["stages"] == ["float", "chip"]
     assert card.training["init"] == str(first / "psnn_float.pt")  # chip2 trained on from the shipped weights
     assert report["continued_from"]["stages"] == ["float", "chip"]
-    assert [r["name"] for r in report["rows"]][0] == "float (chip semantics)"
+    assert report["rows"][0]["name"] == "float (chip semantics)"
     assert {r["name"].split(":")[0] for r in report["rows"][1:]} == {recipe.SHIPPED}
     shipped_report = json.loads((second / "psnn_int8.report.json").read_text())
     assert shipped_report["card_metrics"] == card.metrics
